@@ -1,0 +1,35 @@
+"""netprobe: analyse trained neural networks the way Arora, Liang & Ma's
+"Why are deep nets reversible" does (arXiv 1511.05653), and further.
+
+The public API is imported lazily, so ``import netprobe`` and ``netprobe --help`` stay quick:
+
+>>> import netprobe
+>>> model = netprobe.load("alexnet", weights="none")
+>>> netprobe.layers(model).hidden[0].shape
+(64, 55, 55)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load": ("netprobe.loading", "load"),
+    "LoadedModel": ("netprobe.loading", "LoadedModel"),
+    "layers": ("netprobe.inspect", "inspect"),
+    "NetprobeError": ("netprobe.errors", "NetprobeError"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        mod, attr = _LAZY[name]
+        return getattr(importlib.import_module(mod), attr)
+    raise AttributeError(f"module 'netprobe' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_LAZY]

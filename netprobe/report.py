@@ -1,0 +1,232 @@
+"""Result files: the output folder, atomic writes, and run.json provenance.
+
+Every file goes through :func:`atomic_write_bytes` (temp file in the same folder, fsync,
+``os.replace``), so a reader never sees half a file and an interrupted run leaves either
+the old file or the new one. The output folder is created only when the first file is
+written, so a run that fails while loading leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import OptionError, OutputExistsError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _jsonable(obj: Any) -> Any:
+    """Numbers, numpy scalars/arrays, tensors, paths and dataclasses as plain JSON values.
+    NaN and infinities become null (JSON has no NaN)."""
+    import dataclasses
+
+    if obj is None or isinstance(obj, (bool, str, int)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):  # numpy arrays/scalars, torch tensors
+        return _jsonable(obj.tolist())
+    if hasattr(obj, "item"):
+        return _jsonable(obj.item())
+    return str(obj)
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
+
+
+def atomic_write_json(path: Path, obj: Any) -> Path:
+    return atomic_write_text(path, to_json(obj))
+
+
+def frame_to_csv(frame: Any) -> str:
+    """A pandas DataFrame (or a list of dict rows) as CSV text."""
+    if hasattr(frame, "to_csv"):
+        return str(frame.to_csv(index=False))
+    rows = list(frame)
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def default_output_dir(command: str, root: Path | None = None) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = (root or Path("netprobe-runs")) / f"{command}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+@dataclass
+class OutputDir:
+    """The folder a command writes its results to.
+
+    ``check()`` refuses an existing non-empty folder unless ``force``; the folder itself is
+    made lazily by the first write.
+    """
+
+    path: Path
+    force: bool = False
+    written: list[str] = field(default_factory=list)
+
+    def check(self) -> OutputDir:
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise OptionError(f"--output-dir {p}: exists and is not a folder", hint="choose another path")
+        if p.is_dir() and any(p.iterdir()) and not self.force:
+            raise OutputExistsError(
+                f"--output-dir {p}: folder exists and is not empty",
+                hint="pass --force to overwrite its files, or choose another folder",
+            )
+        return self
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def _note(self, name: str) -> Path:
+        if name not in self.written:
+            self.written.append(name)
+        return self.path / name
+
+    def write_text(self, name: str, text: str) -> Path:
+        return atomic_write_text(self._note(name), text)
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        return atomic_write_bytes(self._note(name), data)
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        return atomic_write_json(self._note(name), obj)
+
+    def write_csv(self, name: str, frame: Any) -> Path:
+        return atomic_write_text(self._note(name), frame_to_csv(frame))
+
+    def write_npz(self, name: str, arrays: Mapping[str, Any]) -> Path:
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+        return atomic_write_bytes(self._note(name), buf.getvalue())
+
+    def write_figure(self, name: str, fig: Any, dpi: int = 120) -> Path:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        return atomic_write_bytes(self._note(name), buf.getvalue())
+
+
+def versions() -> dict[str, str]:
+    from . import __version__
+
+    out = {"netprobe": __version__, "python": platform.python_version()}
+    for mod in ("torch", "torchvision", "numpy", "scipy"):
+        m = sys.modules.get(mod)
+        if m is None:
+            try:
+                m = __import__(mod)
+            except ImportError:
+                continue
+        out[mod] = str(getattr(m, "__version__", "?"))
+    return out
+
+
+@dataclass
+class RunInfo:
+    """Provenance of one run, written as run.json next to the results."""
+
+    command: str
+    argv: Sequence[str]
+    options: dict[str, Any]
+    device: str
+    seed: int | None
+    model: dict[str, Any] | None = None
+    started: float = field(default_factory=time.time)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, finished: float | None = None) -> dict[str, Any]:
+        finished = finished or time.time()
+        return {
+            "command": self.command,
+            "argv": list(self.argv),
+            "options": self.options,
+            "device": self.device,
+            "seed": self.seed,
+            "model": self.model,
+            "versions": versions(),
+            "platform": platform.platform(),
+            "started": _dt.datetime.fromtimestamp(self.started, _dt.timezone.utc).isoformat(),
+            "wall_time_s": round(finished - self.started, 3),
+            **self.extra,
+        }
+
+
+def markdown_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    rows = list(rows)
+    if not rows:
+        return "_(no rows)_\n"
+    cols = list(columns or rows[0].keys())
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                return "—"
+            return f"{v:.4g}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
