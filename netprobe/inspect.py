@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import NetprobeError
+from .errors import NothingToAnalyseError
 from .layers import HiddenLayer, WeightLayer, hidden_layers, weight_layers
 from .loading import LoadedModel
 
@@ -74,7 +74,7 @@ def inspect(lm: LoadedModel) -> ModelLayers:
     else:
         try:
             hidden = hidden_layers(lm.module, lm.input_shape)
-        except NetprobeError as e:
+        except NothingToAnalyseError as e:
             note = e.one_line()
         if not hidden and note is None:
             note = "no rectifier (ReLU, LeakyReLU, ReLU6) runs in this model, so it has no hidden layers h1..hL"

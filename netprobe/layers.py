@@ -305,7 +305,11 @@ class _StopForward(Exception):
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode and restore each submodule's flag afterwards."""
     flags = {m: m.training for m in model.modules()}
-    model.eval()
+    try:
+        model.eval()
+    except NotImplementedError:  # torch.export modules refuse eval(); their graph is fixed
+        for m in flags:
+            m.training = False
     try:
         yield model
     finally:
@@ -368,6 +372,12 @@ def hidden_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[Hidden
         hidden, _, _ = trace_hidden(model, x)
     except (RuntimeError, ValueError, IndexError, TypeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Guard failed" in msg and "size()[0]" in msg:
+            raise OptionError(
+                f"this torch.export program only runs at the batch size it was exported with ({msg})",
+                hint="re-export it with a dynamic batch dimension: "
+                "dynamic_shapes=({0: torch.export.Dim('batch')},)",
+            ) from e
         raise OptionError(
             f"the model does not run on an input of shape {'x'.join(map(str, input_shape))} ({msg})",
             hint="pass the shape it expects with --input-shape, e.g. --input-shape 3,224,224",

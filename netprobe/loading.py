@@ -630,8 +630,11 @@ def _tv_names() -> list[str]:
 def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
     if text is None or text == "":
         return None
+    import re
+
+    parts = [p.strip() for p in re.split(r"[,x×]", text.strip())]
     try:
-        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+        shape = tuple(int(p) for p in parts)
     except ValueError:
         shape = ()
     if not shape or any(v <= 0 for v in shape):

@@ -1,0 +1,68 @@
+"""`netprobe layers` and the CLI's shared behaviour."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torchvision
+from typer.testing import CliRunner
+
+from netprobe.cli import app
+
+runner = CliRunner()
+
+
+def test_layers_alexnet_random_init_json() -> None:
+    result = runner.invoke(app, ["layers", "alexnet", "--weights", "none", "--format", "json", "-q"])
+    assert result.exit_code == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert len(info["weight_layers"]) == 8
+    assert [h["name"] for h in info["hidden_layers"]] == [f"h{i}" for i in range(1, 8)]
+    assert info["hidden_layers"][0]["shape"] == [64, 55, 55]
+    assert info["weight_layers"][0]["matrix_shape"] == [64, 363]  # 3*11*11
+
+
+def test_layers_table_and_csv_and_md() -> None:
+    table = runner.invoke(app, ["layers", "alexnet", "--weights", "none"])
+    assert table.exit_code == 0 and "features.1" in table.stdout and "64x55x55" in table.stdout
+    csv = runner.invoke(app, ["layers", "alexnet", "--weights", "none", "--format", "csv"])
+    assert csv.stdout.splitlines()[0] == "section,name,module,type,shape,params"
+    md = runner.invoke(app, ["layers", "alexnet", "--weights", "none", "--format", "md"])
+    assert "## Hidden layers" in md.stdout and "| h7 |" in md.stdout
+
+
+def test_layers_alexnet_from_hub_cache(tmp_path: Path) -> None:
+    """The weights torchvision would download, put in $TORCH_HOME by hand: no network."""
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision.models.alexnet().state_dict(), cache / "alexnet-owt-7be5be79.pth")
+    result = runner.invoke(app, ["layers", "alexnet", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)["hidden_layers"]) == 7
+
+
+def test_state_dict_without_arch_lists_weights_and_says_how_to_get_hidden(tmp_path: Path) -> None:
+    p = tmp_path / "a.pt"
+    torch.save(torchvision.models.alexnet().state_dict(), p)
+    result = runner.invoke(app, ["layers", str(p), "--format", "json"])
+    assert result.exit_code == 0
+    info = json.loads(result.stdout)
+    assert len(info["weight_layers"]) == 8 and info["hidden_layers"] == []
+    assert "--arch" in info["hidden_note"]
+    with_arch = runner.invoke(app, ["layers", str(p), "--arch", "alexnet", "--format", "json"])
+    assert len(json.loads(with_arch.stdout)["hidden_layers"]) == 7
+
+
+def test_help_lists_commands_and_import_is_light() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "netprobe", "--help"], capture_output=True, text=True, check=True
+    )
+    for name in ("layers",):
+        assert name in result.stdout
+    probe = "import sys, netprobe, netprobe.cli; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
+    light = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert light.stdout.split() == ["False", "False"]
