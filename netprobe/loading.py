@@ -447,6 +447,8 @@ def _missing_weights(name: str, cache: Path, why: str | None = None) -> LoadErro
 
 
 def _load_timm(name: str, weights: str, weights_file: Path | None, trust_pickle: bool) -> LoadedModel:
+    if _offline():  # read before huggingface_hub is imported
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         import timm
     except ImportError:

@@ -216,3 +216,14 @@ def test_sniff_by_bytes_not_extension(tmp_path: Path) -> None:
     other = tmp_path / "x.pth"
     other.write_bytes(buf.getvalue())
     assert sniff(other).startswith("unknown:a zip archive")
+
+
+def test_timm_model_random_init_offline() -> None:
+    pytest.importorskip("timm")
+    lm = load("timm:resnet18", weights="none")
+    assert lm.kind == "timm" and lm.input_shape == (3, 224, 224)
+    assert len(hidden_layers(lm.module, lm.input_shape)) == 17
+    with pytest.raises(LoadError, match="could not get pretrained weights"):
+        load("timm:resnet18")
+    with pytest.raises(LoadError, match="unknown timm model"):
+        load("timm:resnet18x")
