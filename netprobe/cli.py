@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import EXIT_USAGE, NetprobeError, OptionError
+from .errors import EXIT_USAGE, NetprobeError, NothingToAnalyseError, OptionError
 
 if TYPE_CHECKING:
     from .loading import LoadedModel
@@ -315,6 +315,94 @@ def layers_cmd(
 
 # ---------------------------------------------------------------------------------------
 # netprobe check  (section owned by the check work; add the command below)
+
+@app.command("check")
+@command
+def check_cmd(
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(help="Model files, globs, folders (searched recursively), torchvision names, @list.txt.",
+                       show_default=False),
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Rules file (default: [tool.netprobe.check] in ./pyproject.toml).")] = None,
+    init: Annotated[bool, typer.Option("--init", help="Write a commented starter config (netprobe.toml, or --config PATH) and exit.")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Models checked at once, each in its own process.")] = 1,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds per model before it is stopped (default: config, 600).")] = None,
+    baseline: Annotated[Path | None, typer.Option("--baseline", help="JSON lines of an earlier run (--json): flag drift beyond tolerances.")] = None,
+    shard_: Annotated[str | None, typer.Option("--shard", help="K/N: check only the K-th of N deterministic shards.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML (one testcase per model and rule).")] = None,
+    json_: Annotated[Path | None, typer.Option("--json", help="Write JSON lines (one per model).")] = None,
+    markdown_: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary (for a pull-request comment).")] = None,
+    weights: WeightsOpt = "default",
+    arch: ArchOpt = None,
+    trust_pickle: TrustPickleOpt = False,
+    device: DeviceOpt = "cpu",
+    seed: SeedOpt = 0,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads per worker.")] = 1,
+    force: ForceOpt = False,
+    fmt: FormatOpt = "table",
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Check randomness and reversibility rules over a model zoo; exit 1 when a rule fails."""
+    import time
+
+    from . import check as chk
+    from .report import atomic_write_text
+    from .render import check_table
+
+    if init:
+        dest = config or Path("netprobe.toml")
+        if dest.exists() and not force:
+            raise OptionError(f"{dest}: exists", hint="pass --force to overwrite it, or --config OTHER.toml")
+        atomic_write_text(dest, chk.STARTER_CONFIG)
+        err.print(f"wrote {dest}; use it with --config {dest}, or copy its table into pyproject.toml", highlight=False)
+        return
+    if not targets:
+        raise OptionError("no models to check", hint="pass files, folders, globs, names or @list.txt (see --help)")
+    if jobs < 1:
+        raise OptionError(f"--jobs {jobs}: must be at least 1", hint="e.g. --jobs 2")
+    if timeout is not None and timeout <= 0:
+        raise OptionError(f"--timeout {timeout:g}: must be positive", hint="seconds, e.g. --timeout 600")
+    run = start("check", device=device, seed=seed, fmt=fmt, quiet=quiet, writes=False)
+    cfg = chk.load_config(config)
+    which = chk.parse_shard(shard_)
+    prev = chk.read_results(baseline) if baseline else None
+    for dest in (junit, json_, markdown_):
+        if dest is not None and dest.is_dir():
+            raise OptionError(f"{dest}: is a folder", hint="give a file path")
+    todo = chk.shard(chk.expand_targets(targets), which)
+    if not todo:
+        raise NothingToAnalyseError("no models to check after expanding the targets" + (f" and taking shard {shard_}" if which else ""),
+                                    hint="check the paths and globs")
+    run.log(f"[dim]checking {len(todo)} models with {jobs} workers; rules from {cfg.source}[/dim]")
+    opts = {"weights": weights, "arch": arch, "trust_pickle": trust_pickle, "device": run.device, "seed": seed,
+            "threads": threads}
+    t0 = time.time()
+    with run.progress() as bar:
+        task = bar.add_task("check", total=len(todo))
+        results = chk.run_checks(todo, cfg, jobs=jobs, timeout=timeout, opts=opts,
+                                 on_done=lambda r: bar.update(task, advance=1, description=f"{r.status} {Path(r.model).name}"))
+    if prev is not None:
+        results = chk.compare_baseline(results, prev, cfg)
+    seconds = time.time() - t0
+    if junit:
+        atomic_write_text(junit, chk.junit_xml(results, seconds))
+    if json_:
+        atomic_write_text(json_, chk.json_lines(results))
+    if markdown_:
+        atomic_write_text(markdown_, chk.markdown(results))
+    rows = [{"model": r.model, "rule": x.rule, "status": x.status, "value": x.value, "threshold": x.threshold,
+             "layer": x.layer, "message": x.message} for r in results for x in r.rules]
+    import pandas as pd
+
+    emit(run, pd.DataFrame(rows), [r.to_dict() for r in results], chk.markdown(results), check_table(results))
+    code = chk.exit_code(results)
+    n = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error")}
+    run.log(f"{len(results)} models: {n['pass']} passed, {n['fail']} failed, {n['error']} errors in {seconds:.1f} s")
+    if code:
+        raise typer.Exit(code)
+
 
 # <<check-command>>
 

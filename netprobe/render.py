@@ -64,4 +64,17 @@ def layers_table(info: ModelLayers) -> Any:
 
 # --- check (section owned by the check work) ---------------------------------------------
 
+def check_table(results: list[Any]) -> Any:
+    style = {"pass": "green", "fail": "red", "error": "yellow", "skipped": "dim"}
+    t = Table(title="netprobe check", title_justify="left")
+    for col in ("model", "rule", "status", "value", "threshold", "detail"):
+        t.add_column(col, justify="right" if col in ("value", "threshold") else "left",
+                     overflow="fold" if col in ("model", "detail") else "ellipsis")
+    for res in results:
+        for r in res.rules:
+            s = style.get(r.status, "")
+            t.add_row(res.model, r.rule, f"[{s}]{r.status}[/{s}]", fmt_num(r.value), fmt_num(r.threshold), r.message)
+    return t
+
+
 # <<check-render>>

@@ -46,3 +46,30 @@ class GeluNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x)))
+
+
+class HangOnLoad(nn.Module):
+    """Unpickling it (with --trust-pickle) never finishes: for worker time-outs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def __setstate__(self, state: dict) -> None:
+        import time
+
+        time.sleep(3600)
+
+
+class CrashOnLoad(nn.Module):
+    """Unpickling it (with --trust-pickle) kills the process: for worker crashes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def __setstate__(self, state: dict) -> None:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
