@@ -34,7 +34,19 @@ from .errors import DatasetError, OptionError
 ASSETS = Path(__file__).parent / "assets"
 BUNDLED_DIGITS = ASSETS / "digits.npz"
 SPLITS = ("train", "test", "all")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+IMAGE_EXTS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+)
 MAX_IMAGE_SIDE = 512  # folders of mixed-size images are cropped to squares no larger than this
 
 # name -> (torchvision class, folder under root, files torchvision checks for)
@@ -42,21 +54,44 @@ TORCHVISION: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "mnist": (
         "MNIST",
         "MNIST/raw",
-        ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ),
     ),
     "fashion-mnist": (
         "FashionMNIST",
         "FashionMNIST/raw",
-        ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ),
     ),
     "cifar10": (
         "CIFAR10",
         "cifar-10-batches-py",
-        ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"),
+        (
+            "data_batch_1",
+            "data_batch_2",
+            "data_batch_3",
+            "data_batch_4",
+            "data_batch_5",
+            "test_batch",
+            "batches.meta",
+        ),
     ),
     "cifar100": ("CIFAR100", "cifar-100-python", ("train", "test", "meta")),
 }
-ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar-100": "cifar100"}
+ALIASES = {
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar-100": "cifar100",
+}
 
 
 @dataclass(frozen=True)
@@ -119,7 +154,7 @@ def bundled_digits(split: str = "test") -> Dataset:
     with np.load(BUNDLED_DIGITS, allow_pickle=False) as z:
         x, y = z["x"], z["y"]
         idx = {"train": z["train_idx"], "test": z["test_idx"]}.get(split)
-        seed = int(z["split_seed"])
+        seed = int(np.asarray(z["split_seed"]).reshape(-1)[0])
     if idx is not None:
         x, y = x[idx], y[idx]
     xt = torch.from_numpy(x.astype(np.float32) / 255.0).unsqueeze(1)  # (N,28,28) -> (N,1,28,28)
@@ -163,15 +198,21 @@ def load_dataset(
     s = str(spec)
     name = ALIASES.get(s.lower(), s.lower())
     if not isinstance(spec, os.PathLike) and name in TORCHVISION:
-        return _load_torchvision(name, split, Path(data_dir).expanduser() if data_dir else default_data_dir(), download)
+        return _load_torchvision(
+            name, split, Path(data_dir).expanduser() if data_dir else default_data_dir(), download
+        )
     path = Path(s).expanduser()
     if not path.exists():
         if os.sep not in s and "." not in s:
             import difflib
 
             close = difflib.get_close_matches(name, list(TORCHVISION), n=2, cutoff=0.6)
-            hint = f"did you mean {', '.join(close)}?" if close else (
-                f"use one of {', '.join(TORCHVISION)}, or a .npz file, an image or a folder of images"
+            hint = (
+                f"did you mean {', '.join(close)}?"
+                if close
+                else (
+                    f"use one of {', '.join(TORCHVISION)}, or a .npz file, an image or a folder of images"
+                )
             )
             raise DatasetError(f"unknown dataset '{s}': not a dataset name nor a file", hint=hint)
         raise DatasetError(f"{path}: no such file or folder", hint="check the path")
@@ -211,7 +252,7 @@ def _load_torchvision(name: str, split: str, root: Path, download: bool) -> Data
         if absent:
             raise missing_error()
     parts = []
-    for train in ([True, False] if split == "all" else [split == "train"]):
+    for train in [True, False] if split == "all" else [split == "train"]:
         try:
             parts.append(cls(root=str(root), train=train, download=download))
         except RuntimeError as e:
@@ -252,7 +293,10 @@ def _to_float01(arr: np.ndarray, where: str) -> np.ndarray:
     if arr.dtype == np.bool_:
         return arr.astype(np.float32)
     if arr.dtype.kind not in "uif":
-        raise DatasetError(f"{where}: holds {arr.dtype} values, not numbers", hint="store pixel values as uint8 or float")
+        raise DatasetError(
+            f"{where}: holds {arr.dtype} values, not numbers",
+            hint="store pixel values as uint8 or float",
+        )
     if arr.size == 0:
         return arr.astype(np.float32)
     lo, hi = float(np.min(arr)), float(np.max(arr))
@@ -273,15 +317,21 @@ def _to_float01(arr: np.ndarray, where: str) -> np.ndarray:
     return arr.astype(np.float32) / 65535.0
 
 
-def _to_nchw(arr: np.ndarray, where: str) -> torch.Tensor:
+def _to_nchw(arr: np.ndarray, where: str, key: str = "x") -> torch.Tensor:
     """Images as (N, C, H, W) float32 in [0, 1] from (N,H,W), (N,H,W,C), (N,C,H,W) or flat
     square (N, H*W) arrays."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "buif":
+        raise DatasetError(
+            f"{where}: {key} holds {arr.dtype} values, not numbers",
+            hint="store pixel values as uint8 or float",
+        )
     shape = tuple(arr.shape)
     if arr.ndim == 2:
         side = int(round(shape[1] ** 0.5))
         if side * side != shape[1] or shape[1] < 4:
             raise DatasetError(
-                f"{where}: x has shape {shape}; expected images (N,H,W), (N,H,W,C) or (N,C,H,W)",
+                f"{where}: {key} has shape {shape}; expected images (N,H,W), (N,H,W,C) or (N,C,H,W)",
                 hint="reshape the rows into images (flat rows are read only when they are square)",
             )
         arr = arr.reshape(shape[0], 1, side, side)  # (N, H*W) -> (N,1,H,W)
@@ -293,32 +343,47 @@ def _to_nchw(arr: np.ndarray, where: str) -> torch.Tensor:
             arr = arr.transpose(0, 3, 1, 2)  # (N,H,W,C) -> (N,C,H,W)
         elif shape[1] not in chans:
             raise DatasetError(
-                f"{where}: x has shape {shape}; neither axis 1 nor axis 3 holds 1, 3 or 4 channels",
+                f"{where}: {key} has shape {shape}; neither axis 1 nor axis 3 holds 1, 3 or 4 channels",
                 hint="store images as (N,H,W), (N,H,W,C) or (N,C,H,W)",
             )
     else:
         raise DatasetError(
-            f"{where}: x has shape {shape}; expected images (N,H,W), (N,H,W,C) or (N,C,H,W)",
+            f"{where}: {key} has shape {shape}; expected images (N,H,W), (N,H,W,C) or (N,C,H,W)",
             hint="store a batch of images under the key x",
         )
-    return torch.from_numpy(np.ascontiguousarray(_to_float01(np.asarray(arr), where)))
+    return torch.from_numpy(np.ascontiguousarray(_to_float01(arr, f"{where}: {key}")))
 
 
 def _labels(arr: np.ndarray | None, n: int, where: str, key: str) -> torch.Tensor | None:
     if arr is None:
         return None
-    y = np.asarray(arr).reshape(-1) if np.asarray(arr).ndim == 2 and 1 in np.asarray(arr).shape else np.asarray(arr)
+    y = np.asarray(arr)
+    if y.ndim == 2 and 1 in y.shape:
+        y = y.reshape(-1)  # (N,1) or (1,N) -> (N,)
     if y.ndim != 1:
-        raise DatasetError(f"{where}: {key} has shape {tuple(y.shape)}; expected one label per example", hint=f"store {key} as (N,) integers")
+        raise DatasetError(
+            f"{where}: {key} has shape {tuple(y.shape)}; expected one label per example",
+            hint=f"store {key} as (N,) integers",
+        )
     if y.shape[0] != n:
         xk = "x_test" if key == "y_test" else "x"
-        raise DatasetError(f"{where}: {xk} holds {n} examples but {key} holds {y.shape[0]} labels", hint="give one label per example")
+        raise DatasetError(
+            f"{where}: {xk} holds {n} examples but {key} holds {y.shape[0]} labels",
+            hint="give one label per example",
+        )
     if y.dtype.kind == "f" and y.size and not np.all(np.equal(np.mod(y, 1), 0)):
-        raise DatasetError(f"{where}: {key} holds non-integer labels", hint=f"store {key} as class indices 0..K-1")
+        raise DatasetError(
+            f"{where}: {key} holds non-integer labels", hint=f"store {key} as class indices 0..K-1"
+        )
     if y.dtype.kind not in "uif":
-        raise DatasetError(f"{where}: {key} holds {y.dtype} values, not class indices", hint=f"store {key} as integers 0..K-1")
+        raise DatasetError(
+            f"{where}: {key} holds {y.dtype} values, not class indices",
+            hint=f"store {key} as integers 0..K-1",
+        )
     if y.size and y.min() < 0:
-        raise DatasetError(f"{where}: {key} holds negative labels", hint=f"store {key} as class indices 0..K-1")
+        raise DatasetError(
+            f"{where}: {key} holds negative labels", hint=f"store {key} as class indices 0..K-1"
+        )
     return torch.from_numpy(y.astype(np.int64))
 
 
@@ -326,53 +391,88 @@ def _load_npz(path: Path, split: str) -> Dataset:
     try:
         z = np.load(path, allow_pickle=False)
     except ValueError as e:
-        raise DatasetError(f"{path}: not a readable .npz file ({_first_line(e)})", hint="save it with numpy.savez") from e
+        raise DatasetError(
+            f"{path}: not a readable .npz file ({_first_line(e)})", hint="save it with numpy.savez"
+        ) from e
     except (OSError, EOFError) as e:
-        raise DatasetError(f"{path}: not a readable .npz file ({_first_line(e)})", hint="save it with numpy.savez") from e
+        raise DatasetError(
+            f"{path}: not a readable .npz file ({_first_line(e)})", hint="save it with numpy.savez"
+        ) from e
     if not isinstance(z, np.lib.npyio.NpzFile):
-        raise DatasetError(f"{path}: is a single .npy array, not an .npz archive", hint="save it with numpy.savez(x=..., y=...)")
+        raise DatasetError(
+            f"{path}: is a single .npy array, not an .npz archive",
+            hint="save it with numpy.savez(x=..., y=...)",
+        )
     with z:
         keys = set(z.files)
         if "x" not in keys:
             have = ", ".join(sorted(keys)) or "nothing"
-            raise DatasetError(f"{path}: has no array 'x' (it holds {have})", hint="save images as x (and labels as y) with numpy.savez")
+            raise DatasetError(
+                f"{path}: has no array 'x' (it holds {have})",
+                hint="save images as x (and labels as y) with numpy.savez",
+            )
         try:
-            arrays = {k: z[k] for k in ("x", "y", "x_test", "y_test", "classes") if k in keys}
+            arrays: dict[str, np.ndarray] = {
+                k: z[k] for k in ("x", "y", "x_test", "y_test", "classes") if k in keys
+            }
         except (ValueError, OSError, EOFError) as e:
-            raise DatasetError(f"{path}: an array could not be read ({_first_line(e)})", hint="save plain numeric arrays with numpy.savez") from e
+            raise DatasetError(
+                f"{path}: an array could not be read ({_first_line(e)})",
+                hint="save plain numeric arrays with numpy.savez",
+            ) from e
     if ("y_test" in arrays) and ("x_test" not in arrays):
-        raise DatasetError(f"{path}: has y_test but no x_test", hint="store the test images as x_test")
-    parts: list[tuple[str, str]] = []
+        raise DatasetError(
+            f"{path}: has y_test but no x_test", hint="store the test images as x_test"
+        )
+    parts: list[tuple[str, str]] = [("x", "y")]
     if "x_test" in arrays:
-        parts = {"train": [("x", "y")], "test": [("x_test", "y_test")], "all": [("x", "y"), ("x_test", "y_test")]}[split]
-    else:
-        parts = [("x", "y")]
+        parts = {
+            "train": parts,
+            "test": [("x_test", "y_test")],
+            "all": [("x", "y"), ("x_test", "y_test")],
+        }[split]
     xs, ys = [], []
     for xk, yk in parts:
-        x = _to_nchw(arrays[xk], f"{path}: {xk}")
+        x = _to_nchw(arrays[xk], str(path), xk)
         xs.append(x)
         ys.append(_labels(arrays.get(yk), x.shape[0], str(path), yk))
     if len(xs) > 1 and xs[0].shape[1:] != xs[1].shape[1:]:
-        raise DatasetError(f"{path}: x is {tuple(xs[0].shape[1:])} per image but x_test is {tuple(xs[1].shape[1:])}", hint="store both splits at one size")
+        raise DatasetError(
+            f"{path}: x is {tuple(xs[0].shape[1:])} per image but x_test is {tuple(xs[1].shape[1:])}",
+            hint="store both splits at one size",
+        )
     if any(y is None for y in ys) and not all(y is None for y in ys):
-        raise DatasetError(f"{path}: labels for one split only", hint="store both y and y_test, or neither")
-    y = None if ys[0] is None else (torch.cat([t for t in ys if t is not None]) if len(ys) > 1 else ys[0])
+        raise DatasetError(
+            f"{path}: labels for one split only", hint="store both y and y_test, or neither"
+        )
+    y = (
+        None
+        if ys[0] is None
+        else (torch.cat([t for t in ys if t is not None]) if len(ys) > 1 else ys[0])
+    )
     classes: list[str] | None = None
     if "classes" in arrays:
         classes = [str(c) for c in np.asarray(arrays["classes"]).reshape(-1)]
         if y is not None and len(y) and int(y.max()) >= len(classes):
-            raise DatasetError(f"{path}: a label is {int(y.max())} but classes names only {len(classes)}", hint="list one name per class")
+            raise DatasetError(
+                f"{path}: a label is {int(y.max())} but classes names only {len(classes)}",
+                hint="list one name per class",
+            )
     elif y is not None and len(y):
         classes = [str(i) for i in range(int(y.max()) + 1)]
     which = f" ({split} split)" if "x_test" in arrays else ""
-    return Dataset(x=torch.cat(xs) if len(xs) > 1 else xs[0], y=y, classes=classes, source=f"{path}{which}")
+    return Dataset(
+        x=torch.cat(xs) if len(xs) > 1 else xs[0], y=y, classes=classes, source=f"{path}{which}"
+    )
 
 
 def _load_npy(path: Path) -> Dataset:
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise DatasetError(f"{path}: not a readable .npy array ({_first_line(e)})", hint="save it with numpy.save") from e
+        raise DatasetError(
+            f"{path}: not a readable .npy array ({_first_line(e)})", hint="save it with numpy.save"
+        ) from e
     if isinstance(arr, np.lib.npyio.NpzFile):
         arr.close()
         raise DatasetError(f"{path}: is an .npz archive with a .npy name", hint="rename it to .npz")
@@ -391,11 +491,19 @@ def _read_image(path: Path) -> np.ndarray:
                 arr = np.asarray(im.convert("L"), dtype=np.float32)[..., None] / 255.0
             elif mode.startswith("I") or mode == "F":
                 raw = np.asarray(im, dtype=np.float64)
-                scale = 1.0 if raw.max(initial=0) <= 1.0 else (255.0 if raw.max() <= 255 else 65535.0)
+                scale = (
+                    1.0 if raw.max(initial=0) <= 1.0 else (255.0 if raw.max() <= 255 else 65535.0)
+                )
                 arr = np.clip(raw / scale, 0.0, 1.0).astype(np.float32)[..., None]
             else:
                 arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+    ) as e:
         raise DatasetError(
             f"{path}: not a readable image ({_first_line(e)})",
             hint="give a PNG/JPEG/... image, an .npz with x (and y), or a folder of images",
@@ -406,11 +514,15 @@ def _read_image(path: Path) -> np.ndarray:
 def _images_in(folder: Path, recursive: bool) -> list[Path]:
     it = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(
-        p for p in it if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        p
+        for p in it
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
 
-def _stack_images(paths: Sequence[Path], where: Path) -> torch.Tensor:
+def _stack_images(paths: Sequence[Path]) -> torch.Tensor:
     """Read and stack images; mixed channels become RGB, mixed sizes become squares (shorter
     side to the median shorter side, at most MAX_IMAGE_SIDE, then a centre crop)."""
     arrays = [_read_image(p) for p in paths]
@@ -422,7 +534,9 @@ def _stack_images(paths: Sequence[Path], where: Path) -> torch.Tensor:
         from torchvision.transforms.v2 import functional as TF
 
         side = min(int(np.median([min(t.shape[1:]) for t in tensors])), MAX_IMAGE_SIDE)
-        tensors = [TF.center_crop(TF.resize(t, [side], antialias=True), [side, side]) for t in tensors]
+        tensors = [
+            TF.center_crop(TF.resize(t, [side], antialias=True), [side, side]) for t in tensors
+        ]
     return torch.stack(tensors).contiguous()  # (N, C, H, W)
 
 
@@ -431,16 +545,24 @@ def _load_folder(path: Path, split: str) -> Dataset:
     names = {p.name.lower(): p for p in subdirs}
     test_dir = names.get("test") or names.get("val")
     if "train" in names and test_dir is not None:
-        parts = {"train": [names["train"]], "test": [test_dir], "all": [names["train"], test_dir]}[split]
+        parts = {"train": [names["train"]], "test": [test_dir], "all": [names["train"], test_dir]}[
+            split
+        ]
         loaded = [_load_folder(p, "all") for p in parts]
         if len(loaded) == 1:
             d = loaded[0]
             return Dataset(d.x, d.y, d.classes, f"{path} ({split} split)")
         a, b = loaded
         if a.classes != b.classes:
-            raise DatasetError(f"{path}: train/ and {test_dir.name}/ hold different class folders", hint="give both the same class sub-folders")
+            raise DatasetError(
+                f"{path}: train/ and {test_dir.name}/ hold different class folders",
+                hint="give both the same class sub-folders",
+            )
         if a.shape != b.shape:
-            raise DatasetError(f"{path}: train/ images are {a.shape} but {test_dir.name}/ images are {b.shape}", hint="store both splits at one size")
+            raise DatasetError(
+                f"{path}: train/ images are {a.shape} but {test_dir.name}/ images are {b.shape}",
+                hint="store both splits at one size",
+            )
         ys = None if a.y is None or b.y is None else torch.cat([a.y, b.y])
         return Dataset(torch.cat([a.x, b.x]), ys, a.classes, f"{path} (all)")
     classes = [p for p in subdirs if _images_in(p, recursive=True)]
@@ -457,14 +579,19 @@ def _load_folder(path: Path, split: str) -> Dataset:
             files = _images_in(c, recursive=True)
             paths += files
             labels += [i] * len(files)
-        x = _stack_images(paths, path)
-        return Dataset(x=x, y=torch.tensor(labels, dtype=torch.int64), classes=[c.name for c in classes], source=str(path))
+        x = _stack_images(paths)
+        return Dataset(
+            x=x,
+            y=torch.tensor(labels, dtype=torch.int64),
+            classes=[c.name for c in classes],
+            source=str(path),
+        )
     if not flat:
         raise DatasetError(
             f"{path}: no images found (looked for {', '.join(IMAGE_EXTS)})",
             hint="give a folder of images, one sub-folder per class, or an .npz file",
         )
-    return Dataset(x=_stack_images(flat, path), y=None, classes=None, source=str(path))
+    return Dataset(x=_stack_images(flat), y=None, classes=None, source=str(path))
 
 
 # ---------------------------------------------------------------------------------------
@@ -477,19 +604,26 @@ def train_test_split(
     """A seeded split of a single-split source into (train, test); stratified by label when
     labels exist, so every class keeps its share. Indices inside each part stay sorted."""
     if not 0.0 < test_fraction < 1.0:
-        raise OptionError(f"test fraction {test_fraction}: must lie strictly between 0 and 1", hint="e.g. 0.2")
+        raise OptionError(
+            f"test fraction {test_fraction}: must lie strictly between 0 and 1", hint="e.g. 0.2"
+        )
     n = len(ds)
     g = torch.Generator().manual_seed(int(seed))
     test_mask = torch.zeros(n, dtype=torch.bool)
-    groups = [torch.arange(n)] if (ds.y is None or not stratify) else [
-        torch.nonzero(ds.y == c).flatten() for c in torch.unique(ds.y)
-    ]
+    groups = (
+        [torch.arange(n)]
+        if (ds.y is None or not stratify)
+        else [torch.nonzero(ds.y == c).flatten() for c in torch.unique(ds.y)]
+    )
     for idx in groups:
         k = int(round(len(idx) * test_fraction))
         pick = idx[torch.randperm(len(idx), generator=g)[:k]]
         test_mask[pick] = True
     if test_mask.all() or not test_mask.any():
-        raise DatasetError(f"{ds.source}: {n} examples are too few to split at {test_fraction:g}", hint="give more data")
+        raise DatasetError(
+            f"{ds.source}: {n} examples are too few to split at {test_fraction:g}",
+            hint="give more data",
+        )
     return ds.subset(~test_mask), ds.subset(test_mask)
 
 
@@ -504,9 +638,13 @@ def _stats(values: Sequence[float] | None, chans: int, what: str) -> torch.Tenso
     if t.numel() == 1:
         t = t.expand(chans)
     if t.numel() != chans:
-        raise OptionError(f"{what} has {t.numel()} values for {chans} channels", hint=f"give 1 or {chans} values")
+        raise OptionError(
+            f"{what} has {t.numel()} values for {chans} channels", hint=f"give 1 or {chans} values"
+        )
     if what == "std" and bool((t <= 0).any()):
-        raise OptionError("std: every value must be positive", hint="check the model's normalisation")
+        raise OptionError(
+            "std: every value must be positive", hint="check the model's normalisation"
+        )
     return t.view(1, chans, 1, 1)
 
 
@@ -567,7 +705,9 @@ def prepare(
             out = out / s
         return out.reshape(len(x), shape[0]).contiguous()  # (N,C,H,W) -> (N,D)
     if len(shape) != 3:
-        raise OptionError(f"input shape {shape}: expected C,H,W", hint="e.g. --input-shape 3,224,224")
+        raise OptionError(
+            f"input shape {shape}: expected C,H,W", hint="e.g. --input-shape 3,224,224"
+        )
     c, h, w = shape
     m = _stats(mean, c, "mean")
     s = _stats(std, c, "std")
@@ -590,7 +730,10 @@ def prepare(
 
 
 def unnormalise(
-    x: torch.Tensor, mean: Sequence[float] | None = None, std: Sequence[float] | None = None, clamp: bool = True
+    x: torch.Tensor,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    clamp: bool = True,
 ) -> torch.Tensor:
     """Undo :func:`prepare`'s normalisation for display: ``x * std + mean``, clamped to [0, 1].
     Works on (N, C, H, W) and (C, H, W)."""

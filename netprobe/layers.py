@@ -353,7 +353,7 @@ def trace_hidden(
             pass
     hidden = [
         HiddenLayer(c.index, c.op, c.module_path, c.functional, c.call, tuple(a.shape[1:]))
-        for c, a in zip(mode.calls, acts)
+        for c, a in zip(mode.calls, acts, strict=False)
     ]
     return hidden, mode.others, acts
 
