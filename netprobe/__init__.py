@@ -20,6 +20,10 @@ _LAZY = {
     "LoadedModel": ("netprobe.loading", "LoadedModel"),
     "layers": ("netprobe.inspect", "inspect"),
     "NetprobeError": ("netprobe.errors", "NetprobeError"),
+    "load_dataset": ("netprobe.data", "load_dataset"),
+    "bundled_digits": ("netprobe.data", "bundled_digits"),
+    "fit": ("netprobe.training", "fit"),
+    "evaluate": ("netprobe.training", "evaluate"),
 }
 
 

@@ -224,8 +224,7 @@ def expand_targets(items: Iterable[str], base: Path | None = None, _depth: int =
             out += [str(f) for f in found]
             continue
         out.append(str(p) if p.exists() else item)
-    seen: set[str] = set()
-    return [t for t in out if not (t in seen or seen.add(t))]
+    return list(dict.fromkeys(out))
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -179,15 +179,15 @@ def pickle_globals(data: bytes) -> list[str]:
                 elif name == "MEMOIZE":
                     memo[len(memo)] = last
                 elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                    memo[int(arg)] = last
+                    memo[int(arg or 0)] = last
                 elif name in ("GET", "BINGET", "LONG_BINGET"):
-                    got = memo.get(int(arg))
+                    got = memo.get(int(arg or 0))
                     if isinstance(got, str):
                         strings.append(got)
                         last = got
                         continue
                 elif name == "STOP":
-                    end = at + 1
+                    end = (at or 0) + 1
                 last = None
         except Exception:  # noqa: BLE001 - a broken stream just ends the scan
             break

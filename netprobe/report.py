@@ -167,7 +167,8 @@ class OutputDir:
         import numpy as np
 
         buf = io.BytesIO()
-        np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+        arrs: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+        np.savez_compressed(buf, **arrs)
         return atomic_write_bytes(self._note(name), buf.getvalue())
 
     def write_figure(self, name: str, fig: Any, dpi: int = 120) -> Path:
