@@ -28,6 +28,8 @@ gradient: one DDP step equals one single-process step on the full batch. Only ra
 
 from __future__ import annotations
 
+import contextlib
+
 import io
 import math
 import signal
@@ -600,14 +602,19 @@ def fit(
                             loss_sum = F.cross_entropy(out, yb, reduction="sum")
                             loss = loss_sum * scale
                         else:
+                            # real and extra batch as two forward/backward passes into one
+                            # gradient: the same sum as one concatenated pass, and cheaper on
+                            # CPU (two batches of k stay in cache; one of 2k does not)
                             xe, ye = extra[0].to(dev), extra[1].to(dev)
-                            out_all = net(
-                                torch.cat([xb, xe])
-                            )  # real + extra in one pass: (k + k', classes)
-                            out, out_e = out_all[:k], out_all[k:]
-                            loss_sum = F.cross_entropy(out, yb, reduction="sum")
+                            sync = getattr(net, "no_sync", None) if world > 1 else None
+                            with sync() if sync is not None else contextlib.nullcontext():
+                                out = net(xb)  # (k, classes)
+                                loss_sum = F.cross_entropy(out, yb, reduction="sum")
+                                (loss_sum * scale).backward()
+                            out_e = net(xe)  # (k', classes)
                             loss_e = F.cross_entropy(out_e, ye) if len(ye) else out_e.sum() * 0.0
-                            loss = loss_sum * scale + weight * loss_e * (k * scale)
+                            loss_extra = weight * loss_e * (k * scale)
+                            loss = loss_sum.detach() * scale + loss_extra
                             acc["extra"] += len(ye)
                         bad = not bool(torch.isfinite(loss))
                         if bad and world == 1:
@@ -615,7 +622,10 @@ def fit(
                                 f"training diverged at epoch {epoch}, step {step + 1}: the loss is {float(loss.detach())}",
                                 hint="lower the learning rate (--lr)",
                             )
-                        loss.backward()
+                        if extra is None:
+                            loss.backward()
+                        else:
+                            loss_extra.backward()
                         opt.step()
                         acc["loss"] += float(loss_sum.detach())
                         acc["correct"] += float((out.detach().argmax(1) == yb).sum())

@@ -1,0 +1,109 @@
+"""What a SHADOW epoch costs next to a baseline epoch, in one run: the bundled real digits,
+DigitNet, batch 64, Adam, the same initialisation and data order for both arms, SHADOW from h2
+with the default settings (the real CLI path: training.fit + shadow.Augmenter).
+
+Target: a SHADOW epoch takes at most 2.5x a baseline epoch (it trains on twice the examples plus
+one generation pass per batch: a forward pass to h2 and one vector-Jacobian product back).
+For reference each repeat also times an epoch on twice the examples with a free second batch
+(the real batch mirrored): the floor any SHADOW implementation on top of ``fit`` pays.
+
+The CPU-time ratio is printed too: with ``--threads 1`` it hardly depends on what else the
+machine runs, while wall time on a shared machine does.
+
+Also printed: how busy the cores are during each epoch (process CPU time / wall time; 2.0 means
+both cores of a 2-core machine were busy all the time), the share of the SHADOW epoch spent
+generating, and the data-pipeline cost (the batches are gathered from in-memory tensors, so the
+pipeline is one indexing op per batch and never starves the cores). The machine's load average
+is printed because other processes make every timing noisy.
+
+    python benchmarks/shadow_train.py [--examples 4000] [--batch-size 64] [--threads N] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from netprobe import shadow as sh  # noqa: E402
+from netprobe.training import fit  # noqa: E402
+
+
+def _mirror(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A second batch that costs nothing to make: the floor of training on twice the examples."""
+    return x.flip(-1), y
+
+
+def one_epoch(spec: sh.ModelSpec, data: sh.ExperimentData, shadow: bool | str, batch: int) -> dict[str, float]:
+    model = spec.build(0)
+    aug: Any = sh.Augmenter(sh.ShadowSettings(layer=2)) if shadow is True else (_mirror if shadow == "double" else None)
+    w0, c0 = time.perf_counter(), time.process_time()
+    hist = fit(model, data.train, epochs=1, batch_size=batch, seed=0, mean=data.mean, std=data.std, augment=aug)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return {"wall": wall, "cpu": cpu, "train": float(hist.rows[0]["seconds"]), "busy": cpu / wall,
+            "gen": getattr(aug, "seconds", 0.0)}
+
+
+def pipeline_seconds(data: sh.ExperimentData, batch: int) -> float:
+    """What fit does to feed one epoch: permute, gather each batch, normalise."""
+    m = torch.tensor(data.mean).view(1, -1, 1, 1)
+    s = torch.tensor(data.std).view(1, -1, 1, 1)
+    t0 = time.perf_counter()
+    perm = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
+    for i in range(0, len(perm), batch):
+        idx = perm[i : i + batch]
+        _ = (data.train.x[idx] - m) / s
+        _ = data.train.y[idx]  # type: ignore[index]
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--examples", type=int, default=4000, help="training digits per epoch (max 4000)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--repeats", type=int, default=1, help="baseline/SHADOW epoch pairs; the median ratio is printed")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train, test, val, info = sh.load_splits(None, train_size=args.examples, test_size=100)
+    spec = sh.model_spec(train.shape, 10)
+    data = sh.prepare_data(train, test, val, spec, info)
+    print(f"{len(data.train)} digits, DigitNet, batch {args.batch_size}, {torch.get_num_threads()} torch threads, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    warm = sh.prepare_data(*sh.load_splits(None, train_size=4 * args.batch_size, test_size=10)[:3], spec, info)
+    one_epoch(spec, warm, False, args.batch_size)  # warm-up: first-call costs out of the timings
+    one_epoch(spec, warm, True, args.batch_size)
+    ratios, cpu_ratios, floors = [], [], []
+    for r in range(args.repeats):
+        base = one_epoch(spec, data, False, args.batch_size)
+        double = one_epoch(spec, data, "double", args.batch_size)
+        shad = one_epoch(spec, data, True, args.batch_size)
+        floors.append(double["train"] / base["train"])
+        ratio = shad["train"] / base["train"]
+        ratios.append(ratio)
+        cpu_ratios.append(shad["cpu"] / base["cpu"])
+        print(f"[{r + 1}] baseline epoch {base['train']:.2f} s (cores busy {base['busy']:.2f}); "
+              f"SHADOW epoch {shad['train']:.2f} s (cores busy {shad['busy']:.2f}; generation {shad['gen']:.2f} s "
+              f"= {100 * shad['gen'] / shad['train']:.0f}%); ratio {ratio:.2f}x wall, {cpu_ratios[-1]:.2f}x CPU time; "
+              f"twice the examples without generation: {floors[-1]:.2f}x")
+    ratios.sort()
+    cpu_ratios.sort()
+    med = ratios[len(ratios) // 2]
+    pipe = pipeline_seconds(data, args.batch_size)
+    print(f"data pipeline (permute, gather, normalise one epoch): {1000 * pipe:.0f} ms "
+          f"= {100 * pipe / base['train']:.1f}% of the baseline epoch")
+    print(f"SHADOW / baseline epoch time: {med:.2f}x (target <= 2.5x): {'PASS' if med <= 2.5 else 'FAIL'}; "
+          f"CPU-time ratio {cpu_ratios[len(cpu_ratios) // 2]:.2f}x (less sensitive to other load with --threads 1); "
+          f"load average now {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

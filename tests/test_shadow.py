@@ -1,0 +1,316 @@
+"""SHADOW generation, mixing and the experiment (netprobe.shadow), on tiny nets and data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from netprobe import shadow as sh
+from netprobe.data import Dataset
+from netprobe.errors import NetprobeError, OptionError
+from netprobe.reverse import ReverseNet
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy machine spinning OpenMP
+    threads make them many times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class TinyConv(nn.Module):
+    """conv-ReLU-pool x2 on 1x8x8, then a ReLU hidden layer: h1 4x8x8, h2 8x4x4, h3 16."""
+
+    def __init__(self, classes: int = 3, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # -> 4x4x4
+            nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # -> 8x2x2
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def quadrant_data(n: int, seed: int) -> Dataset:
+    """8x8 images whose class (0..2) is the bright quadrant, plus noise: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = torch.rand(n, 1, 8, 8, generator=g) * 0.3
+    for c, (r, k) in enumerate([(0, 0), (0, 4), (4, 0)]):
+        x[y == c, :, r : r + 4, k : k + 4] += 0.7
+    return Dataset(x=x.clamp(0, 1), y=y, classes=["a", "b", "c"], source=f"quadrants({n}, seed {seed})")
+
+
+def tiny_experiment(arms: str, ratio: float = 1.0, epochs: int = 2, seeds=(0,), **kw):
+    train, test = quadrant_data(96, 1), quadrant_data(48, 2)
+    torch.manual_seed(0)  # the same starting weights in every call
+    spec = sh.ModelSpec("tiny", {}, (1, 8, 8), None, None, None, "tiny", base=TinyConv(), num_classes=3)
+    data = sh.prepare_data(train, test, None, spec, {"source": "quadrants"})
+    settings = sh.ShadowSettings(layer=2, ratio=ratio, keep=kw.pop("keep", 1.0))
+    cfg = sh.TrainSettings(epochs=epochs, batch_size=32, lr=3e-3, warmup=kw.pop("warmup", 0))
+    results = sh.run_experiment(data, spec, sh.parse_arms(arms), list(seeds), settings, cfg, **kw)
+    return data, spec, settings, results
+
+
+# --- the SHADOW batch ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", ["match", "theory"])
+@pytest.mark.parametrize("keep", [1.0, 0.5])
+def test_shadow_batch_has_real_labels_and_real_shapes(scale: str, keep: float) -> None:
+    torch.manual_seed(0)
+    model = TinyConv().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(10, 1, 8, 8)
+    y = torch.randint(0, 3, (10,))
+    aug = sh.Augmenter(sh.ShadowSettings(layer=2, ratio=0.7, keep=keep, smooth=0.5, scale=scale))
+    xt, yt, w = aug(model, x, y, torch.Generator().manual_seed(3))
+    assert xt.shape == x.shape and xt.dtype == x.dtype
+    assert yt is y or torch.equal(yt, y)
+    assert w == 0.7
+    assert torch.isfinite(xt).all() and not torch.equal(xt, x)
+    assert not xt.requires_grad
+    # the model is untouched: weights, train mode, no gradients left behind
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert model.training and all(p.grad is None for p in model.parameters())
+    if scale == "match":  # each x̃ carries its real example's mean and std
+        torch.testing.assert_close(xt.mean((1, 2, 3)), x.mean((1, 2, 3)), atol=1e-5, rtol=0)
+        torch.testing.assert_close(xt.std((1, 2, 3)), x.std((1, 2, 3)), atol=1e-5, rtol=1e-5)
+
+
+def test_shadow_batch_is_a_function_of_the_generator() -> None:
+    model = TinyConv()
+    x, y = torch.randn(6, 1, 8, 8), torch.zeros(6, dtype=torch.long)
+    aug = sh.Augmenter(sh.ShadowSettings(layer=2, keep=0.5))
+    a = aug(model, x, y, torch.Generator().manual_seed(1))[0]
+    b = aug(model, x, y, torch.Generator().manual_seed(1))[0]
+    c = aug(model, x, y, torch.Generator().manual_seed(2))[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_synthesize_known_answer_one_orthogonal_layer() -> None:
+    """h = relu(Q x) with orthogonal Q: the reverse net gives x̃ ∝ Qᵀ relu(Q x) (no ReLU into pixels);
+    under scale=match that is standardised to x's mean and std."""
+    torch.manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(16, 16))
+    lin = nn.Linear(16, 16, bias=False)
+    lin.weight.data.copy_(q)
+    model = nn.Sequential(lin, nn.ReLU(), nn.Linear(16, 2))
+    x = torch.randn(5, 16)
+    xt = sh.synthesize(model, x, sh.ShadowSettings(layer=1, scale="match"), seed=0)
+    raw = torch.relu(x @ q.T) @ q  # Qᵀ h, one row per example
+    want = sh.match_moments(raw, x)
+    torch.testing.assert_close(xt, want, atol=1e-5, rtol=1e-5)
+    # and scale=theory is the reverse net's own output, α included
+    th = sh.synthesize(model, x, sh.ShadowSettings(layer=1, scale="theory"), seed=0)
+    rn = ReverseNet(model, alpha="theory", seed=0)
+    rn.fit(x, 1)
+    torch.testing.assert_close(th, rn.generate(rn.forward(x, 1), 1, rn.forward(x, 1).h(1)))
+    assert torch.allclose(th / th.norm(dim=1, keepdim=True), raw / raw.norm(dim=1, keepdim=True), atol=1e-5)
+
+
+def test_match_moments_handles_constant_synthetic_input() -> None:
+    x = torch.randn(3, 1, 4, 4)
+    out = sh.match_moments(torch.zeros(3, 1, 4, 4), x)
+    torch.testing.assert_close(out, x.mean((1, 2, 3), keepdim=True).expand_as(x))
+
+
+def test_synthetic_error_is_the_error_on_generated_test_inputs() -> None:
+    model = TinyConv()
+    x, y = torch.randn(20, 1, 8, 8), torch.randint(0, 3, (20,))
+    s = sh.ShadowSettings(layer=2)
+    err, loss = sh.synthetic_error(model, x, y, s, seed=4, batch_size=7)  # chunks of 7
+    xt = sh.synthetic_set(model, x, s, seed=4, batch_size=7)
+    with torch.no_grad():
+        want = float((model.eval()(xt).argmax(1) != y).float().mean())
+    assert err == pytest.approx(want) and math.isfinite(loss)
+
+
+# --- options -------------------------------------------------------------------------------
+
+
+def test_parse_arms_and_seeds() -> None:
+    assert [a.name for a in sh.parse_arms("baseline, shadow+dropout")] == ["baseline", "shadow+dropout"]
+    assert sh.parse_arms("shadow+dropout")[0].reference == "baseline+dropout"
+    assert sh.parse_arms("shadow")[0].slug == "shadow" and sh.Arm("shadow+dropout").slug == "shadow-dropout"
+    assert sh.parse_seeds("0,1,2") == [0, 1, 2] and sh.parse_seeds("3-5") == [3, 4, 5]
+    for bad in ("baseline,shadw", "", "shadow,shadow"):
+        with pytest.raises(OptionError, match="--arms"):
+            sh.parse_arms(bad)
+    for bad in ("a", "1,1", ""):
+        with pytest.raises(OptionError, match="--seeds"):
+            sh.parse_seeds(bad)
+    with pytest.raises(OptionError, match="--gen-keep"):
+        sh.ShadowSettings(keep=0.0).check()
+    with pytest.raises(OptionError, match="--unpool"):
+        sh.ShadowSettings(unpool="nearest").check()
+    with pytest.raises(OptionError, match="--warmup"):
+        sh.TrainSettings(epochs=2, warmup=2).check()
+
+
+def test_set_dropout_uses_existing_modules_or_hooks_the_head() -> None:
+    m = TinyConv(dropout=0.0)
+    assert "1 dropout module" in sh.set_dropout(m, 0.5)
+    assert m.head[3].p == 0.5
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
+    keys = list(plain.state_dict())
+    how = sh.set_dropout(plain, 0.5)
+    assert "3" in how and list(plain.state_dict()) == keys  # the head, state dict unchanged
+    x = torch.ones(4, 1, 8, 8)
+    torch.manual_seed(0)
+    a = plain.train()(x)
+    torch.manual_seed(1)
+    b = plain(x)
+    assert not torch.equal(a, b)  # dropout acts in training
+    plain.eval()
+    assert torch.equal(plain(x), plain(x))
+
+
+def test_model_spec_same_start_per_seed_and_new_head() -> None:
+    spec = sh.model_spec((1, 28, 28), 10)
+    assert spec.arch == "digitnet" and spec.input_shape == (1, 28, 28)
+    a, b, c = spec.build(0), spec.build(0), spec.build(1)
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert not torch.equal(a.state_dict()["features.0.weight"], c.state_dict()["features.0.weight"])
+    assert sh.model_spec((3, 32, 32), 100).arch == "smallvgg"
+    base = sh.ModelSpec("tiny", {}, (1, 8, 8), None, None, None, "t", base=TinyConv(classes=3), new_head=True, num_classes=5)
+    m0, m1 = base.build(0), base.build(0)
+    assert m0.head[4].out_features == 5 and torch.equal(m0.head[4].weight, m1.head[4].weight)
+    assert torch.equal(m0.features[0].weight, base.base.features[0].weight)  # the body is kept
+    with pytest.raises(OptionError, match="--arch"):
+        sh.model_spec((1, 28, 28), 10, arch="resnet1800")
+
+
+def test_load_splits_single_split_npz_is_split_stratified_and_recorded(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    p = tmp_path / "d.npz"
+    np.savez(p, x=rng.integers(0, 255, (50, 8, 8), dtype=np.uint8), y=np.repeat(np.arange(5), 10))
+    train, test, val, info = sh.load_splits(str(p), test_fraction=0.2, val_fraction=0.25, split_seed=3)
+    assert len(test) == 10 and sorted(test.y.tolist()) == sorted(list(range(5)) * 2)
+    assert len(train) + len(val) == 40 and info["split_seed"] == 3 and "stratified" in info["split"]
+    again = sh.load_splits(str(p), test_fraction=0.2, val_fraction=0.25, split_seed=3)
+    assert torch.equal(again[1].x, test.x)
+
+
+def test_image_folder_with_train_and_test_folders_keeps_its_split(tmp_path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("test", 2)):
+        for c in ("cat", "dog"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (10, 10), dtype=np.uint8)).save(tmp_path / split / c / f"{i}.png")
+    train, test, val, info = sh.load_splits(str(tmp_path))
+    assert (len(train), len(test), val) == (6, 4, None) and info["split"] == "the source's own train/test split"
+    spec = sh.model_spec(train.shape, 2)
+    data = sh.prepare_data(train, test, val, spec, info)
+    assert spec.arch == "digitnet" and data.train.x.shape == (6, 1, 28, 28) and data.classes == ["cat", "dog"]
+    assert len(data.mean) == 1 and data.info["normalisation"].startswith("the training data's")
+
+
+# --- the experiment ------------------------------------------------------------------------
+
+
+def test_ratio_zero_reproduces_the_baseline_arm_exactly() -> None:
+    """A SHADOW arm with ratio 0 still generates every batch (so generation itself must leave the
+    model, the RNG and the data order alone) and must match the baseline bit for bit."""
+    _, _, _, res = tiny_experiment("baseline,shadow", ratio=0.0, epochs=2)
+    base, shad = res
+    keys = ["train_loss", "train_accuracy", "test_loss", "test_error", "synthetic_test_error"]
+    for rb, rs in zip(base.rows, shad.rows, strict=True):
+        assert {k: rb[k] for k in keys} == {k: rs[k] for k in keys}
+    for k, v in base.model.state_dict().items():
+        assert torch.equal(v, shad.model.state_dict()[k]), k
+    assert shad.generation_seconds > 0  # it did generate
+    # and a nonzero ratio does change training
+    _, _, _, res2 = tiny_experiment("baseline,shadow", ratio=1.0, epochs=1)
+    assert res2[0].rows[-1]["train_loss"] != res2[1].rows[-1]["train_loss"]
+    assert res2[1].rows[-1]["extra_examples"] == 96 and res2[0].rows[-1]["extra_examples"] == 0
+
+
+def test_warmup_delays_synthetic_data() -> None:
+    _, _, _, res = tiny_experiment("shadow", epochs=2, warmup=1)
+    assert [r["extra_examples"] for r in res[0].rows] == [0, 96]
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_after_a_crash_gives_identical_final_metrics(tmp_path) -> None:
+    """A run that dies in epoch 2 of its second arm (no Ctrl-C handler runs: the state on disk is the
+    last epoch checkpoint, as after kill -9) and is resumed ends exactly where an uninterrupted run ends."""
+    _, _, _, ref = tiny_experiment("baseline,shadow", epochs=3, state_dir=tmp_path / "ref")
+
+    def crash(arm, seed, idx, ev) -> None:
+        if arm.name == "shadow" and ev.kind == "batch_end" and ev.epoch == 2 and ev.step == 2:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        tiny_experiment("baseline,shadow", epochs=3, state_dir=tmp_path / "run", on_event=crash)
+    _, _, _, res = tiny_experiment("baseline,shadow", epochs=3, state_dir=tmp_path / "run", resume=True)
+    assert res[1].resumed_from == (1, 0) and res[0].resumed_from == (3, 0)
+    keys = ["epoch", "train_loss", "test_error", "test_loss", "synthetic_test_error", "extra_examples"]
+    for a, b in zip(ref, res, strict=True):
+        assert [{k: r[k] for k in keys} for r in a.rows] == [{k: r[k] for k in keys} for r in b.rows]
+        for k, v in a.model.state_dict().items():
+            assert torch.equal(v, b.model.state_dict()[k])
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+def test_paired_difference_known_answer() -> None:
+    d = sh.paired_difference([3.0, 4.0, 5.0], [2.0, 2.0, 2.0])  # differences 1, 2, 3
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * sd 1 / sqrt(3)
+    assert d["mean"] == pytest.approx(2.0) and d["sd"] == pytest.approx(1.0)
+    assert (d["low"], d["high"]) == (pytest.approx(2 - half), pytest.approx(2 + half))
+    assert d["p"] == pytest.approx(0.07417990022744853)
+    one = sh.paired_difference([1.0], [0.5])
+    assert one["mean"] == 0.5 and math.isnan(one["low"])
+
+
+def test_pearson_known_answers() -> None:
+    assert sh.pearson([1, 2, 3, 4], [2, 4, 6, 8]) == pytest.approx(1.0)
+    assert sh.pearson([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(sh.pearson([1, 2], [1, 2])) and math.isnan(sh.pearson([1, 1, 1], [1, 2, 3]))
+
+
+def _fake(arm: str, seed: int, errs: list[float]) -> sh.RunResult:
+    rows = [{"arm": arm, "seed": seed, "epoch": i + 1, "test_error": e, "synthetic_test_error": e + 0.01,
+             "train_loss": e, "seconds": 2.0 if arm == "shadow" else 1.0, "wall_seconds": float(i)}
+            for i, e in enumerate(errs)]
+    return sh.RunResult(sh.Arm(arm), seed, rows, nn.Linear(1, 1), "none")
+
+
+def test_summarise_says_plainly_whether_shadow_helped() -> None:
+    helped = [_fake("baseline", s, [0.5, 0.3, 0.20 + 0.01 * s]) for s in range(3)]
+    helped += [_fake("shadow", s, [0.4, 0.2, 0.10 + 0.012 * s]) for s in range(3)]
+    rep = sh.summarise(helped, settings={}, data={}, model={})
+    final = next(c for c in rep.comparisons if c["metric"] == "final test error")
+    assert final["verdict"] == "helped" and final["high"] < 0 and final["cost_ratio"] == pytest.approx(2.0)
+    assert "SHADOW helped" in rep.conclusion
+    assert rep.tracking["per_arm_r"]["shadow"] == pytest.approx(1.0)
+    same = [_fake("baseline", s, [0.5, 0.3, 0.2 + 0.01 * s]) for s in range(3)]
+    same += [_fake("shadow", s, [0.5, 0.3, 0.2 + 0.01 * ((s + 1) % 3)]) for s in range(3)]
+    rep2 = sh.summarise(same, settings={}, data={}, model={})
+    assert "did not clearly help" in rep2.conclusion
+    only = sh.summarise([_fake("baseline", 0, [0.5, 0.4, 0.3])], settings={}, data={}, model={})
+    assert "says nothing about whether SHADOW helps" in only.conclusion
+    assert isinstance(rep.to_markdown(), str) and rep.to_frame().shape[0] == 18
+
+
+def test_errors_are_netprobe_errors() -> None:
+    with pytest.raises(NetprobeError, match="h9"):
+        sh.resolve_hidden_layer(TinyConv(), (1, 8, 8), "h9")
+    assert sh.resolve_hidden_layer(TinyConv(), (1, 8, 8), "h2")[0] == 2
