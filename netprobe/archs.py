@@ -55,7 +55,7 @@ class SmallVGG(nn.Module):
         super().__init__()
         chans = [in_channels, 32, 64, 128]
         layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:]):
+        for cin, cout in zip(chans[:-1], chans[1:], strict=False):
             layers += [
                 nn.Conv2d(cin, cout, 3, padding=1),
                 nn.ReLU(),

@@ -43,6 +43,7 @@ timeout = 600
 # Per-layer upper bounds on randomness statistics (`netprobe randomness` computes them;
 # see its layers.csv for the column names). A layer above a bound fails the rule.
 [tool.netprobe.check.max]
+s_max_over_edge = 100      # top singular value over the Marchenko-Pastur bulk edge (the default)
 # spectrum_ks = 0.25        # distance of the singular-value distribution from Marchenko-Pastur
 # spike_fraction = 0.05     # fraction of singular values above the bulk edge
 # excess_kurtosis = 20      # heavy-tailed entries
@@ -82,7 +83,9 @@ class Rules:
     no_nan: bool = True
     no_dead_layer: bool = True
     timeout: float = 600.0
-    max: Mapping[str, float] = field(default_factory=dict)
+    # a layer whose top singular value is 100x the random bulk's edge is dominated by one
+    # direction (rank collapse, a blown-up weight); trained nets measured here stay below 10
+    max: Mapping[str, float] = field(default_factory=lambda: {"s_max_over_edge": 100.0})
     min: Mapping[str, float] = field(default_factory=dict)
     reconstruct: Mapping[str, Any] | None = None
     drift: Mapping[str, float] = field(default_factory=lambda: {"default": 0.05})

@@ -301,15 +301,370 @@ def layers_cmd(
 # ---------------------------------------------------------------------------------------
 # netprobe randomness  (section owned by the randomness work; add the command below)
 
+@app.command("randomness")
+@command
+def randomness_cmd(
+    model: ModelArg = None,
+    layers: Annotated[list[str] | None, typer.Option("--layers", help="Only tensors whose name or module path matches this glob (repeatable).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Leave out tensors matching this glob (repeatable).")] = None,
+    spectrum: Annotated[str, typer.Option("--spectrum", help="exact (Gram eigenvalues), approx (stochastic Lanczos quadrature) or auto (approx above 8192 per side).")] = "auto",
+    alpha: Annotated[float, typer.Option("--alpha", help="Share of i.i.d. Gaussian matrices allowed to be called structured; split over the 4 tests.")] = 0.05,
+    entry_test: Annotated[str, typer.Option("--entry-test", help="Entry normality test: ks (Lilliefors) or ad (Anderson-Darling).")] = "ks",
+    compare_init: Annotated[bool, typer.Option("--compare-init", help="Also analyse the architecture's fresh initialisation, side by side.")] = False,
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Draw the per-layer and summary figures.")] = True,
+    dpi: Annotated[int, typer.Option("--dpi", help="Resolution of the figures.")] = 100,
+    weights: WeightsOpt = "default",
+    weights_file: WeightsFileOpt = None,
+    arch: ArchOpt = None,
+    trust_pickle: TrustPickleOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    output_dir: OutputDirOpt = None,
+    force: ForceOpt = False,
+    fmt: FormatOpt = "table",
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Test the random-like weight hypothesis layer by layer: entries, independence,
+    spectrum against Marchenko-Pastur, spikes (paper §2.1)."""
+    import contextlib
+
+    from .randomness import SPECTRUM_MODES, Thresholds, analyse
+    from .render import randomness_table
+
+    if spectrum not in SPECTRUM_MODES:
+        raise OptionError(f"--spectrum {spectrum}: unknown mode", hint="use exact, approx or auto")
+    if dpi < 20 or dpi > 600:
+        raise OptionError(f"--dpi {dpi}: out of range", hint="use 20..600, e.g. --dpi 100")
+    th = Thresholds(alpha=alpha, entry_test=entry_test).check()
+    opts = {"model": model, "layers": layers, "exclude": exclude, "spectrum": spectrum, "alpha": alpha,
+            "entry_test": entry_test, "compare_init": compare_init, "weights": weights, "weights_file": weights_file,
+            "arch": arch, "figures": figures}
+    run = start("randomness", device=device, seed=seed, fmt=fmt, quiet=quiet, output_dir=output_dir, force=force,
+                threads=threads, options=opts)
+    lm = load_model(model, weights=weights, weights_file=weights_file, arch=arch, trust_pickle=trust_pickle, quiet=quiet)
+    limit: Any = contextlib.nullcontext()
+    if threads is not None:
+        try:  # BLAS threads too (scipy's syrk, numpy's products), not only torch's
+            from threadpoolctl import threadpool_limits
+
+            limit = threadpool_limits(limits=threads)
+        except ImportError:
+            pass
+    with limit, run.progress() as bar:
+        task = bar.add_task("layers", total=None)
+
+        def on_layer(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=name or "done")
+
+        report = analyse(lm, layers=layers, exclude=exclude, spectrum=spectrum, thresholds=th,
+                         compare_init=compare_init, device=run.device, seed=seed, progress=on_layer)
+    out = run.output
+    assert out is not None  # start(writes=True)
+    figs: list[tuple[str, str]] = []
+    if figures and report.analysed:
+        from .plots import randomness_layer_grid, randomness_summary
+        from .randomness import reference_singular_values
+
+        run.log("[dim]drawing figures…[/dim]")
+        fig = randomness_summary(report)
+        out.write_figure("summary.png", fig, dpi=dpi)
+        figs.append(("summary.png", "all layers: p-values, kurtosis, spikes"))
+        done = report.analysed
+        per = 8
+        for page in range(0, len(done), per):
+            chunk = done[page : page + per]
+            refs = {x.name: reference_singular_values(x, seed) for x in chunk}
+            name = f"layers-{page // per + 1:02d}.png"
+            title = f"{Path(report.model).name if '/' in report.model else report.model}: layers {page + 1}-{page + len(chunk)}"
+            out.write_figure(name, randomness_layer_grid(chunk, refs, title=title), dpi=dpi)
+            figs.append((name, f"spectra and entries, layers {page + 1}-{page + len(chunk)}"))
+    out.write_csv("layers.csv", report.to_frame())
+    out.write_json("report.json", report.to_dict())
+    out.write_npz("spectra.npz", report.arrays())
+    out.write_text("report.md", report.to_markdown(figs))
+    emit(run, report.to_frame(), report.to_dict(), report.to_markdown(figs), randomness_table(report))
+    run.finish(lm, verdict=report.verdict, summary=report.summary, analysis_seconds=round(report.seconds, 3))
+
+
 # <<randomness-command>>
 
 # ---------------------------------------------------------------------------------------
 # netprobe reconstruct  (section owned by the reconstruct work; add the command below)
 
+@app.command("reconstruct")
+@command
+def reconstruct_cmd(
+    model: ModelArg = None,
+    layer: Annotated[str, typer.Option("--layer", "-l", help="Hidden layer to generate from: h2, a module path, a comma list, or all.")] = "h2",
+    inputs: Annotated[Path | None, typer.Option("--inputs", help="An image, a folder of images, or an .npz (x[, y]) / .npy of images.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="mnist, fashion-mnist, cifar10 or cifar100 (torchvision).")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder holding torchvision datasets.")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Download --dataset if it is missing.")] = False,
+    split: Annotated[str, typer.Option("--split", help="train, test or all.")] = "test",
+    num: Annotated[int, typer.Option("--num", "-n", help="How many inputs (a seeded random subset when there are more).")] = 32,
+    mean: Annotated[str | None, typer.Option("--mean", help="Per-channel mean to normalise with, e.g. 0.485,0.456,0.406 (default: the model's).")] = None,
+    std: Annotated[str | None, typer.Option("--std", help="Per-channel std to normalise with (default: the model's).")] = None,
+    alpha: Annotated[str, typer.Option("--alpha", help="Scale α per layer: theory (2/(ρ·mean‖A_i‖²)), calibrated, or a number.")] = "theory",
+    keep: Annotated[float, typer.Option("--keep", help="Keep-probability ρ of generation dropout (1 = none).")] = 1.0,
+    unpool: Annotated[str, typer.Option("--unpool", help="Max-pool reversal: random, switches or copy.")] = "random",
+    smooth: Annotated[float, typer.Option("--smooth", help="Gaussian blur σ (pixels) of x̃ before re-inference; 0 = off.")] = 0.0,
+    no_controls: Annotated[bool, typer.Option("--no-controls", help="Skip the fresh-init, permuted and random-h controls.")] = False,
+    save_tensors: Annotated[bool, typer.Option("--save-tensors", help="Also write x, x̃, h and h̃ to tensors.npz.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per forward/reverse pass.")] = 64,
+    weights: WeightsOpt = "default",
+    weights_file: WeightsFileOpt = None,
+    arch: ArchOpt = None,
+    trust_pickle: TrustPickleOpt = False,
+    input_shape: InputShapeOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    output_dir: OutputDirOpt = None,
+    force: ForceOpt = False,
+    fmt: FormatOpt = "table",
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Run the network backwards through Aᵀ from hidden layer h_ℓ and measure how well the
+    forward pass re-infers h_ℓ from the generated x̃, next to controls."""
+    from .data import load_dataset, prepare
+    from .plots import reconstruction_depth, reconstruction_grid
+    from .reconstruct import parse_floats, pick, select_layers, work_units
+    from .reconstruct import run as reconstruct
+    from .render import reconstruct_table
+    from .reverse import UNPOOL_MODES, parse_alpha
+
+    if num < 1:
+        raise OptionError(f"--num {num}: must be at least 1", hint="e.g. --num 32")
+    if inputs is not None and dataset is not None:
+        raise OptionError("--inputs and --dataset both given", hint="pass one source of inputs")
+    if unpool not in UNPOOL_MODES:
+        raise OptionError(f"--unpool {unpool}: unknown unpooling", hint=f"use one of {', '.join(UNPOOL_MODES)}")
+    if not 0.0 < keep <= 1.0:
+        raise OptionError(f"--keep {keep:g}: the keep-probability ρ must lie in (0, 1]", hint="e.g. --keep 0.5; 1 = no generation dropout")
+    if not smooth >= 0.0:
+        raise OptionError(f"--smooth {smooth:g}: must be a non-negative number of pixels", hint="e.g. --smooth 1.0; 0 = off")
+    if batch_size < 1:
+        raise OptionError(f"--batch-size {batch_size}: must be at least 1", hint="e.g. --batch-size 32")
+    alpha_v = parse_alpha(alpha)
+    mean_v, std_v = parse_floats(mean, "--mean"), parse_floats(std, "--std")
+    opts = {"model": model, "layer": layer, "inputs": inputs, "dataset": dataset, "split": split, "num": num,
+            "mean": mean, "std": std, "alpha": alpha, "keep": keep, "unpool": unpool, "smooth": smooth,
+            "controls": not no_controls, "save_tensors": save_tensors, "batch_size": batch_size,
+            "weights": weights, "weights_file": weights_file, "arch": arch, "input_shape": input_shape}
+    run = start("reconstruct", device=device, seed=seed, fmt=fmt, quiet=quiet, output_dir=output_dir, force=force,
+                threads=threads, options=opts)
+    lm = load_model(model, weights=weights, weights_file=weights_file, arch=arch, trust_pickle=trust_pickle,
+                    input_shape=input_shape, quiet=quiet)
+    net = lm.require_module("reconstruct")
+    shape = lm.require_input_shape("reconstruct")
+    mean_v = mean_v if mean_v is not None else lm.mean
+    std_v = std_v if std_v is not None else lm.std
+    ds = load_dataset(inputs if inputs is not None else dataset, split=split, data_dir=data_dir, download=download)
+    ds = pick(ds, num, seed)
+    x = prepare(ds, shape, mean_v, std_v, resize=lm.resize).to(run.device)  # (N, *input_shape)
+    net = net.to(run.device)  # netprobe's own loaded copy; the file is untouched
+    hidden, notes = select_layers(net, shape, layer)
+    run.log(f"[dim]reconstructing {', '.join(h.name for h in hidden)} from {len(x)} inputs ({ds.source}) on {run.device}…[/dim]")
+    with run.progress() as bar:
+        task = bar.add_task("reconstruct", total=work_units(len(x), batch_size, not no_controls))
+        report = reconstruct(
+            net, x, hidden, alpha=alpha_v, keep=keep, unpool=unpool, smooth=smooth, controls=not no_controls,
+            seed=seed, batch_size=batch_size, mean=mean_v, std=std_v, model_name=lm.display, data_source=ds.source,
+            save_tensors=save_tensors, notes=notes, progress=lambda k: bar.update(task, advance=k),
+        )
+    out_dir = run.output
+    assert out_dir is not None  # start(writes=True) always makes one
+    out_dir.write_csv("metrics.csv", report.samples_frame())
+    out_dir.write_csv("summary.csv", report.to_frame())
+    out_dir.write_json("report.json", report.to_dict())
+    out_dir.write_text("report.md", report.to_markdown())
+    if report.images.get("x") is not None and report.images["x"].ndim == 4:
+        out_dir.write_figure("grid.png", reconstruction_grid(report, samples=4 if len(hidden) <= 6 else 2))
+    out_dir.write_figure("depth.png", reconstruction_depth(report))
+    if save_tensors:
+        out_dir.write_npz("tensors.npz", report.tensors)
+    emit(run, report.to_frame(), report.to_dict(), report.to_markdown(), reconstruct_table(report))
+    run.finish(lm, headline=report.headline_text(), data=ds.source)
+
+
 # <<reconstruct-command>>
 
 # ---------------------------------------------------------------------------------------
 # netprobe shadow-train  (section owned by the shadow-train work; add the command below)
+
+#: the experiment's own options: saved in RUN_DIR/settings.json, taken from there by --resume
+SHADOW_OPTIONS = (
+    "dataset", "data_dir", "download", "train_size", "test_size", "val_fraction", "test_fraction", "split_seed",
+    "arch", "from_", "new_head", "weights", "trust_pickle", "input_shape", "arms", "seeds", "layer", "ratio",
+    "gen_keep", "smooth", "unpool", "gen_scale", "warmup", "dropout", "epochs", "batch_size", "lr", "optimizer",
+    "weight_decay", "schedule", "grid",
+)
+SHADOW_SETTINGS_FILE = "settings.json"
+
+
+@app.command("shadow-train")
+@command
+def shadow_train_cmd(
+    ctx: typer.Context,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="mnist, fashion-mnist, cifar10, cifar100 (torchvision), an .npz (x, y, optional x_test, y_test) or an image folder. Default: the bundled real digits (4,000 train / 1,000 test).")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder of torchvision datasets (default $NETPROBE_DATA or ~/.cache/netprobe/data).")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Let torchvision download the dataset (needs a network).")] = False,
+    train_size: Annotated[int | None, typer.Option("--train-size", help="Train on a seeded random subset of this many examples.")] = None,
+    test_size: Annotated[int | None, typer.Option("--test-size", help="Test on a seeded random subset of this many examples.")] = None,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Hold out this share of the training data as a validation set (tracked per epoch).")] = 0.0,
+    test_fraction: Annotated[float, typer.Option("--test-fraction", help="Test share for sources without their own test split.")] = 0.2,
+    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the train/validation/test split and subsets (recorded).")] = 0,
+    arch: Annotated[str | None, typer.Option("--arch", help="Architecture to train: digitnet (28x28), smallvgg (32x32 colour) or any torchvision name; with --from a state dict, its architecture. Default: digitnet for greyscale data, smallvgg for colour.")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Fine-tune this MODEL (netprobe checkpoint, torchvision name, state dict with --arch) instead of training from scratch.")] = None,
+    new_head: Annotated[bool, typer.Option("--new-head", help="With --from: replace the last Linear layer by a fresh one for the data's classes.")] = False,
+    weights: WeightsOpt = "default",
+    trust_pickle: TrustPickleOpt = False,
+    input_shape: InputShapeOpt = None,
+    arms: Annotated[str, typer.Option("--arms", help="Comma-separated: baseline, shadow, baseline+dropout, shadow+dropout.")] = "baseline,shadow",
+    seeds: Annotated[str, typer.Option("--seeds", help="Seeds (e.g. 0,1,2 or 0-4); every arm runs once per seed, arms of a seed share init and data order.")] = "0,1,2",
+    layer: Annotated[str, typer.Option("--layer", help="Hidden layer SHADOW generates from (h1..hL or a module path).")] = "h2",
+    ratio: Annotated[float, typer.Option("--ratio", help="Weight of the loss on synthetic inputs next to the real loss.")] = 1.0,
+    gen_keep: Annotated[float, typer.Option("--gen-keep", help="Keep-probability of the generation dropout masks (the paper's sampling; 1 = none).")] = 1.0,
+    smooth: Annotated[float, typer.Option("--smooth", help="Gaussian blur of synthetic inputs, sigma in pixels (the paper's smoothing; 0 = off).")] = 0.0,
+    unpool: Annotated[str, typer.Option("--unpool", help="Max-pool reversal in generation: random, switches or copy.")] = "random",
+    gen_scale: Annotated[str, typer.Option("--gen-scale", help="match: give each synthetic input its real input's mean/std; theory: the reverse net's alpha as it comes.")] = "match",
+    warmup: Annotated[int, typer.Option("--warmup", help="Epochs of plain training before SHADOW starts.")] = 0,
+    dropout: Annotated[float, typer.Option("--dropout", help="Dropout probability of the +dropout arms.")] = 0.5,
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs per arm and seed.")] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Real examples per step (global batch under torchrun).")] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 1e-3,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="adam, adamw or sgd (momentum 0.9).")] = "adam",
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="Weight decay.")] = 0.0,
+    schedule: Annotated[str, typer.Option("--schedule", help="Learning-rate schedule: constant or cosine.")] = "constant",
+    grid: Annotated[int, typer.Option("--grid", help="Test inputs in the grid of synthetic images (0 = no grid).")] = 10,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue an interrupted run in RUN_DIR with its saved settings.")] = None,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
+    output_dir: OutputDirOpt = None,
+    force: ForceOpt = False,
+    fmt: FormatOpt = "table",
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """SHADOW training: train arms with and without synthetic inputs from the reverse net, over seeds, and say whether SHADOW helped.
+
+    With no arguments: the bundled 4,000 / 1,000 real digits, DigitNet from scratch, arms baseline and shadow, seeds 0,1,2,
+    3 epochs (about 2 minutes on two free CPU cores). Writes history.csv, report.json, report.md, figures, run.json and a
+    checkpoint per arm and seed (models/ARM-seedS.pt); `--resume RUN_DIR` continues an interrupted run.
+    """
+    import json
+
+    from . import shadow as sh
+
+    local = dict(locals())
+    opts: dict[str, Any] = {k: (str(local[k]) if isinstance(local[k], Path) else local[k]) for k in SHADOW_OPTIONS}
+    if resume is not None:
+        given = [k for k in SHADOW_OPTIONS if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"]
+        if given or output_dir is not None:
+            flag = "--" + (given[0].rstrip("_").replace("_", "-") if given else "output-dir")
+            raise OptionError(f"--resume takes every setting from {resume / SHADOW_SETTINGS_FILE}; {flag} cannot change it",
+                              hint=f"drop {flag}, or start a fresh run")
+        sfile = resume / SHADOW_SETTINGS_FILE
+        if not sfile.is_file():
+            raise OptionError(f"--resume {resume}: not a shadow-train run folder (no {SHADOW_SETTINGS_FILE})",
+                              hint="pass the output folder of an earlier `netprobe shadow-train` run")
+        try:
+            saved = dict(json.loads(sfile.read_text())["options"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise OptionError(f"--resume {resume}: {SHADOW_SETTINGS_FILE} is unreadable ({e})", hint="start a fresh run") from None
+        missing = [k for k in SHADOW_OPTIONS if k not in saved]
+        if missing:
+            raise OptionError(f"--resume {resume}: {SHADOW_SETTINGS_FILE} lacks {', '.join(missing[:3])}",
+                              hint="it was not written by this version of netprobe; start a fresh run")
+        opts = {k: saved[k] for k in SHADOW_OPTIONS}
+    arm_list = sh.parse_arms(opts["arms"])
+    seed_list = sh.parse_seeds(opts["seeds"])
+    train_cfg = sh.TrainSettings(
+        epochs=int(opts["epochs"]), batch_size=int(opts["batch_size"]), lr=float(opts["lr"]), optimizer=str(opts["optimizer"]),
+        weight_decay=float(opts["weight_decay"]), schedule=str(opts["schedule"]), warmup=int(opts["warmup"]),
+        dropout=float(opts["dropout"]),
+    ).check()
+    if train_cfg.batch_size < 1 or not train_cfg.lr > 0:
+        raise OptionError(f"--batch-size {train_cfg.batch_size} / --lr {train_cfg.lr}: must be positive", hint="e.g. --batch-size 64 --lr 1e-3")
+    if train_cfg.optimizer not in ("adam", "adamw", "sgd") or train_cfg.schedule not in ("constant", "cosine"):
+        raise OptionError(f"--optimizer {train_cfg.optimizer} / --schedule {train_cfg.schedule}: unknown",
+                          hint="optimizers: adam, adamw, sgd; schedules: constant, cosine")
+    base_settings = sh.ShadowSettings(layer=1, ratio=float(opts["ratio"]), keep=float(opts["gen_keep"]), smooth=float(opts["smooth"]),
+                                      unpool=str(opts["unpool"]), scale=str(opts["gen_scale"])).check()
+    with sh.distributed(resolve_device(device)) as (rank, world):
+        run = start("shadow-train", device=device, seed=seed_list[0], fmt=fmt, quiet=quiet or rank > 0,
+                    output_dir=resume or output_dir, force=force or resume is not None, threads=threads,
+                    writes=rank == 0, options=opts)
+        lm = None
+        if opts["from_"]:
+            lm = load_model(opts["from_"], weights=str(opts["weights"]), arch=opts["arch"], trust_pickle=bool(opts["trust_pickle"]),
+                            input_shape=opts["input_shape"], quiet=run.quiet)
+        run.log(f"[dim]loading {opts['dataset'] or 'the bundled digits'}…[/dim]")
+        setup = sh.setup(
+            opts["dataset"], from_model=lm, arch=opts["arch"], new_head=bool(opts["new_head"]), input_shape=opts["input_shape"],
+            layer=str(opts["layer"]), settings=base_settings, seed=seed_list[0], data_dir=opts["data_dir"],
+            download=bool(opts["download"]), test_fraction=float(opts["test_fraction"]), val_fraction=float(opts["val_fraction"]),
+            split_seed=int(opts["split_seed"]), train_size=opts["train_size"], test_size=opts["test_size"])
+        data, spec, settings = setup.data, setup.spec, setup.settings
+        run.log(f"[dim]{spec.source}; SHADOW from {setup.layer_name}; {len(arm_list)} arms x {len(seed_list)} seeds x "
+                f"{train_cfg.epochs} epochs on {len(data.train)} examples{f' ({world} processes)' if world > 1 else ''}[/dim]")
+        state_dir = (run.output.path if run.output is not None else Path(resume or output_dir or ".")) / "checkpoints"
+        if run.output is not None:
+            if resume is None:
+                run.output.write_json(SHADOW_SETTINGS_FILE, {"command": "shadow-train", "options": opts})
+            elif SHADOW_SETTINGS_FILE not in run.output.written:
+                run.output.written.append(SHADOW_SETTINGS_FILE)
+        steps = -(-len(data.train) // train_cfg.batch_size)
+        total = len(arm_list) * len(seed_list) * train_cfg.epochs * steps
+        last: dict[str, Any] = {}
+        try:
+            with run.progress() as bar:
+                task = bar.add_task("shadow-train", total=total)
+
+                def on_event(arm: Any, seed: int, idx: int, ev: Any) -> None:
+                    base = idx * train_cfg.epochs * steps
+                    head = f"{arm.name} seed {seed} epoch {max(ev.epoch, 1)}/{ev.epochs}"
+                    if ev.kind == "fit_start":
+                        bar.update(task, completed=base + ev.epoch * steps, description=head)
+                    elif ev.kind == "batch_end":
+                        last["loss"] = ev.loss
+                        errs = f" test {100 * last['test']:.2f}% synth {100 * last['synth']:.2f}%" if "test" in last else ""
+                        bar.update(task, completed=base + (ev.epoch - 1) * steps + ev.step,
+                                   description=f"{head} loss {ev.loss:.3f}{errs}")
+                    elif ev.kind == "epoch_end" and ev.row is not None:
+                        last["test"] = float(ev.row.get("test_error", float("nan")))
+                        last["synth"] = float(ev.row.get("synthetic_test_error", float("nan")))
+                    elif ev.kind == "fit_end":
+                        run.log(f"{arm.name:>16} seed {seed}: test error {100 * last.get('test', float('nan')):.2f}%, "
+                                f"synthetic {100 * last.get('synth', float('nan')):.2f}%")
+                        last.clear()
+
+                results = sh.run_experiment(data, spec, arm_list, seed_list, settings, train_cfg, device=run.device,
+                                            state_dir=state_dir, resume=resume is not None, on_event=on_event)
+        except KeyboardInterrupt:
+            if run.output is not None and rank == 0:
+                err.print(f"[yellow]stopped; continue where it stopped with `netprobe shadow-train --resume {run.output.path}`[/yellow]",
+                          highlight=False)
+            raise
+    if rank != 0 or run.output is None:
+        return
+    settings_rec = {**{k.rstrip("_"): v for k, v in opts.items()}, "layer_name": setup.layer_name,
+                    "layer_index": settings.layer, "world_size": world}
+    model_rec = {"source": spec.source, "arch": spec.arch, "arch_kwargs": spec.arch_kwargs,
+                 "input_shape": list(spec.input_shape), "from": spec.provenance or None}
+    report = sh.summarise(results, settings=settings_rec, data=data.info, model=model_rec)
+    run.log("[dim]writing curves, grids, checkpoints…[/dim]")
+    sh.write_outputs(run.output, report, results, data, spec, settings, grid=int(opts["grid"]))
+    from .render import shadow_table
+
+    emit(run, report.summary_frame(), report.to_dict(), report.to_markdown(), shadow_table(report))
+    if lm is None:
+        run.info.model = model_rec
+    run.finish(lm, conclusion=report.conclusion)
+
 
 # <<shadow-train-command>>
 
@@ -348,8 +703,8 @@ def check_cmd(
     import time
 
     from . import check as chk
-    from .report import atomic_write_text
     from .render import check_table
+    from .report import atomic_write_text
 
     if init:
         dest = config or Path("netprobe.toml")
@@ -368,9 +723,9 @@ def check_cmd(
     cfg = chk.load_config(config)
     which = chk.parse_shard(shard_)
     prev = chk.read_results(baseline) if baseline else None
-    for dest in (junit, json_, markdown_):
-        if dest is not None and dest.is_dir():
-            raise OptionError(f"{dest}: is a folder", hint="give a file path")
+    for target in (junit, json_, markdown_):
+        if target is not None and target.is_dir():
+            raise OptionError(f"{target}: is a folder", hint="give a file path")
     todo = chk.shard(chk.expand_targets(targets), which)
     if not todo:
         raise NothingToAnalyseError("no models to check after expanding the targets" + (f" and taking shard {shard_}" if which else ""),

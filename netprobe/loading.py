@@ -670,7 +670,7 @@ def load(
         return lm
     s = str(spec)
     try:
-        if not isinstance(spec, os.PathLike) and s in _tv_names() and not Path(s).is_file():
+        if not isinstance(spec, os.PathLike) and not Path(s).is_file() and s in _tv_names():  # files skip the torchvision import
             lm = _load_torchvision(s, weights, wf, trust_pickle)
             if input_shape is not None:
                 lm.input_shape = input_shape

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
+
+# One thread: the suite's tensors are tiny, and on a 2-core machine a second torch thread
+# competing with pytest's own work makes them up to 10x slower. Subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -52,6 +52,12 @@ def zoo(tmp_path: Path) -> Path:
     dead = _healthy(2)
     dead["fc2.weight"].zero_()
     _save(z / "sub" / "dead.pth", dead)
+    rank1 = _healthy(3)
+    g = torch.Generator().manual_seed(4)
+    rank1["fc2.weight"] = torch.outer(torch.randn(32, generator=g), torch.randn(128, generator=g)) + 0.01 * torch.randn(
+        32, 128, generator=g
+    )
+    _save(z / "rank1.pt", rank1)
     data = (z / "healthy.pt").read_bytes()
     (z / "truncated.pt").write_bytes(data[: len(data) // 3])
     import os
@@ -75,6 +81,9 @@ def test_zoo_statuses_in_junit_json_and_exit_code(zoo: Path, tmp_path: Path) -> 
     assert cases[("healthy.pt", "no_dead_layer")] == "pass"
     assert cases[("nan.pt", "no_nan")] == "fail"
     assert cases[("dead.pth", "no_dead_layer")] == "fail"
+    assert cases[("healthy.pt", "max:s_max_over_edge")] == "pass"
+    assert cases[("rank1.pt", "max:s_max_over_edge")] == "fail"
+    assert cases[("rank1.pt", "no_nan")] == "pass"
     assert cases[("truncated.pt", "load")] == "error"
     assert cases[("evil.pt", "load")] == "error"
     assert not any(name == "README.txt" for name, _ in cases)
@@ -82,7 +91,9 @@ def test_zoo_statuses_in_junit_json_and_exit_code(zoo: Path, tmp_path: Path) -> 
     by = {Path(d["model"]).name: d for d in lines}
     assert by["healthy.pt"]["status"] == "pass" and by["nan.pt"]["status"] == "fail"
     assert by["evil.pt"]["status"] == "error" and "--trust-pickle" in by["evil.pt"]["error"]
-    assert by["healthy.pt"]["sha256"] and len(by) == 5
+    assert by["healthy.pt"]["sha256"] and len(by) == 6
+    worst = {r["rule"]: r for r in by["rank1.pt"]["rules"]}["max:s_max_over_edge"]
+    assert worst["layer"] == "fc2.weight" and worst["value"] > 100
     assert "| `" in md.read_text() and "❌ fail" in md.read_text()
     assert not (tmp_path / "PWNED").exists()
 
@@ -114,7 +125,7 @@ def test_targets_lists_globs_names_and_sharding(zoo: Path, tmp_path: Path) -> No
     got = chk.expand_targets([f"@{lst}", str(zoo / "healthy.pt")])
     assert got == [str(zoo / "healthy.pt"), "alexnet", str(zoo / "sub" / "dead.pth")]
     everything = chk.expand_targets([str(zoo)])
-    assert len(everything) == 5
+    assert len(everything) == 6
     shards = [chk.shard(everything, (k, 3)) for k in (1, 2, 3)]
     assert sorted(sum(shards, [])) == sorted(everything)
     assert all(set(a).isdisjoint(b) for a in shards for b in shards if a is not b)
@@ -148,6 +159,7 @@ def test_init_writes_a_config_that_loads(tmp_path: Path) -> None:
     assert runner.invoke(app, ["check", "--init", "--config", str(dest)]).exit_code == 0
     cfg = chk.load_config(dest)
     assert cfg.base.no_nan and cfg.base.drift["default"] == 0.05
+    assert cfg.base.max == {"s_max_over_edge": 100.0}
     again = runner.invoke(app, ["check", "--init", "--config", str(dest)])
     assert again.exit_code == 2
 
@@ -174,3 +186,17 @@ def test_usage_errors() -> None:
     assert runner.invoke(app, ["check"]).exit_code == 2
     assert runner.invoke(app, ["check", "x.pt", "--jobs", "0"]).exit_code == 2
     assert runner.invoke(app, ["check", "x.pt", "--shard", "0/2"]).exit_code == 2
+
+
+def test_reconstruct_rule_on_the_bundled_net(tmp_path: Path) -> None:
+    from netprobe.loading import BUNDLED_MODEL
+
+    cfg = tmp_path / "rules.toml"
+    for max_error, status in ((0.95, "pass"), (0.2, "fail")):
+        cfg.write_text(
+            f'[tool.netprobe.check.reconstruct]\nlayer = "h2"\nmax_error = {max_error}\nnum = 8\n'
+        )
+        results = chk.run_checks([str(BUNDLED_MODEL)], chk.load_config(cfg), jobs=1, timeout=120)
+        rule = {r.rule: r for r in results[0].rules}["reconstruct"]
+        assert rule.status == status, rule
+        assert 0.3 < rule.value < 0.95  # measured ~0.7 for the trained net at h2

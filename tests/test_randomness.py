@@ -1,0 +1,340 @@
+"""`netprobe randomness`: known answers for the per-matrix tests, the model report and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from netprobe import randomness as rd
+from netprobe.cli import app
+from netprobe.errors import NothingToAnalyseError, OptionError
+
+runner = CliRunner()
+ALL_OUTPUTS = {"layers.csv", "report.json", "spectra.npz", "report.md", "run.json"}
+
+
+def _gauss(m: int, n: int, seed: int) -> torch.Tensor:
+    return torch.randn(m, n, generator=torch.Generator().manual_seed(seed))
+
+
+# --- per-matrix known answers -----------------------------------------------------------
+
+
+def _shapes(count: int, seed: int) -> list[tuple[int, int]]:
+    """Shapes with aspect ratio 0.05..1, the larger side 64..2048 and the smaller 8..256
+    (kept small so the eigensolver stays quick), in both orientations."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count:
+        lam = float(np.exp(rng.uniform(np.log(0.05), 0.0)))
+        small = int(np.exp(rng.uniform(np.log(8), np.log(256))))
+        big = int(min(max(small / lam, 64), 2048))
+        small = min(small, big)
+        out.append((small, big) if rng.random() < 0.5 else (big, small))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> object:
+    """Small eigenproblems run faster on one thread (and the CI machine is shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_gaussian_matrices_over_many_shapes_are_random_like_at_the_calibrated_rate() -> None:
+    shapes = _shapes(100, seed=11)
+    results = [rd.analyse_matrix(_gauss(m, n, 100 + i), seed=i) for i, (m, n) in enumerate(shapes)]
+    random_like = sum(r.verdict == "random-like" for r in results)
+    # calibrated at >= 95% (measured 95.9% over 2,400 such matrices: sd 2 in 100), so at
+    # least 90 of 100 (3 sd below) unless the tests are miscalibrated
+    assert random_like >= 90, [(r.matrix_shape, r.failed) for r in results if r.failed]
+    assert all(r.spectrum is not None for r in results)
+
+
+@pytest.mark.slow
+def test_gaussian_calibration_per_test_over_600_matrices() -> None:
+    shapes = _shapes(600, seed=99)
+    results = [rd.analyse_matrix(_gauss(m, n, 5000 + i), seed=i) for i, (m, n) in enumerate(shapes)]
+    assert np.mean([r.verdict == "random-like" for r in results]) >= 0.94  # 95.9% measured, sd 0.8%
+    for t in rd.TESTS:  # each test at alpha/4 = 0.0125
+        assert np.mean([t in r.failed for r in results]) <= 0.025, t
+
+
+def test_rank_one_spike_above_bbp_is_flagged_with_exactly_that_spike() -> None:
+    g = torch.Generator().manual_seed(1)  # (seed 0 is one of the ~2% whose noise crosses the TW edge too)
+    m, n = 300, 900
+    W = torch.randn(m, n, generator=g)
+    u, v = torch.randn(m, 1, generator=g), torch.randn(1, n, generator=g)
+    theta = 2.5 * (m * n) ** 0.25  # BBP: a rank-1 signal shows above the bulk beyond (m n)^(1/4) sigma
+    r = rd.analyse_matrix(W + theta * (u / u.norm()) @ (v / v.norm()))
+    assert r.verdict == "structured" and "spikes" in r.failed
+    assert r.spectrum is not None and r.spectrum.spikes == 1
+    assert r.spectrum.s_max_over_edge > 1.1
+    assert "spectrum" not in r.failed  # the bulk is still Marchenko-Pastur
+    # over many draws the count is exactly 1 in all but ~alpha/4 of them (TW level 0.0125)
+    from netprobe import spectra as sp
+
+    counts = []
+    for seed in range(20):
+        g = torch.Generator().manual_seed(100 + seed)
+        S = torch.randn(m, n, generator=g, dtype=torch.float64)
+        u, v = torch.randn(m, 1, generator=g, dtype=torch.float64), torch.randn(1, n, generator=g, dtype=torch.float64)
+        S = S + theta * (u / u.norm()) @ (v / v.norm())
+        counts.append(sp.count_spikes(torch.linalg.eigvalsh(S @ S.T).numpy(), m, n, 0.0125).count)
+    assert counts.count(1) >= 18, counts
+
+
+def test_laplace_entries_fail_the_entry_test_but_pass_the_spectrum_test() -> None:
+    torch.manual_seed(0)
+    W = torch.distributions.Laplace(0.0, 1.0).sample((400, 800))
+    r = rd.analyse_matrix(W, seed=1)
+    assert "entries" in r.failed and r.entries is not None and r.entries.best_fit == "laplace"
+    assert r.entries.kurtosis == pytest.approx(3.0, abs=0.3)
+    assert "spectrum" not in r.failed and "spikes" not in r.failed  # MP universality
+    assert "independence" not in r.failed  # heavy tails are the marginal, not dependence
+    ad = rd.analyse_matrix(W, seed=1, thresholds=rd.Thresholds(entry_test="ad"))
+    assert "entries" in ad.failed
+
+
+def test_student_t_entries_get_their_degrees_of_freedom() -> None:
+    torch.manual_seed(1)
+    W = torch.distributions.StudentT(5.0).sample((200, 500))
+    r = rd.analyse_matrix(W)
+    assert r.entries is not None and r.entries.best_fit == "student-t"
+    assert 3.5 < r.entries.t_dof < 7.5
+
+
+def test_correlated_rows_fail_independence_but_the_permuted_entries_do_not() -> None:
+    g = torch.Generator().manual_seed(4)
+    common = torch.randn(1, 600, generator=g)
+    W = torch.randn(200, 600, generator=g) + 0.3 * common  # every row shares a direction
+    r = rd.analyse_matrix(W)
+    assert "independence" in r.failed
+    i = r.independence
+    assert i is not None and i.rows.mean_abs_r > 1.5 * i.rows.mean_abs_r_iid
+    assert i.rows.mean_abs_r_perm == pytest.approx(i.rows.mean_abs_r_iid, rel=0.1)
+
+
+def test_small_and_degenerate_tensors_are_skipped_with_a_reason() -> None:
+    tensors = {
+        "conv.weight": torch.randn(16, 3, 3, 3),
+        "conv.bias": torch.randn(16),
+        "tiny.weight": torch.randn(2, 2),
+        "thin.weight": torch.randn(4, 40),
+        "steps": torch.tensor(3),
+    }
+    rep = rd.analyse_tensors(tensors, model="toy")
+    rows = {layer.name: layer for layer in rep.layers}
+    assert rows["conv.weight"].analysed and rows["conv.weight"].matrix_shape == (16, 27)
+    assert rows["conv.bias"].status == "skipped" and "vector" in rows["conv.bias"].reason
+    assert rows["tiny.weight"].status == "skipped" and "too small" in rows["tiny.weight"].reason
+    assert rows["steps"].status == "skipped"
+    thin = rows["thin.weight"]
+    assert thin.analysed and thin.spectrum is None and "spectrum skipped" in thin.reason
+    assert "spectrum" not in thin.pvalues
+    r1 = rd.analyse_matrix(torch.randn(7))
+    assert r1.status == "skipped"
+
+
+def test_nan_and_inf_are_reported_per_layer_and_the_rest_is_analysed() -> None:
+    a, b = torch.randn(32, 64), torch.randn(32, 64)
+    a[3, 5] = float("nan")
+    b[0, 0] = float("inf")
+    b[1, 1] = float("-inf")
+    rep = rd.analyse_tensors({"a.weight": a, "b.weight": b, "c.weight": torch.randn(32, 64)})
+    rows = {layer.name: layer for layer in rep.layers}
+    assert "1 NaN" in rows["a.weight"].reason and rows["a.weight"].status == "skipped"
+    assert "2 Inf" in rows["b.weight"].reason
+    assert rows["c.weight"].analysed
+
+
+def test_lilliefors_and_anderson_darling_p_values_are_calibrated() -> None:
+    rng = np.random.default_rng(0)
+    for n in (64, 1000, 20000):
+        reps = 300 if n < 20000 else 60
+        ks = np.array([rd.lilliefors(rng.standard_normal(n))[1] for _ in range(reps)])
+        ad = np.array([rd.anderson_darling(rng.standard_normal(n))[1] for _ in range(reps)])
+        assert np.mean(ks < 0.05) <= 0.1 and np.mean(ad < 0.05) <= 0.1, n
+        assert 0.3 < np.median(ks) < 0.7
+    D, p = rd.lilliefors(rng.laplace(size=2000))
+    assert p < 1e-6 and D > 0.03
+
+
+def test_approximate_spectrum_route() -> None:
+    r = rd.analyse_matrix(_gauss(300, 1200, 5), spectrum="approx")
+    assert r.spectrum is not None and r.spectrum.method == "slq"
+    assert r.verdict == "random-like"
+    assert "slq_nodes" in r.arrays
+
+
+def test_same_seed_same_result() -> None:
+    W = _gauss(64, 300, 6)
+    a, b = rd.analyse_matrix(W, seed=3).row(), rd.analyse_matrix(W, seed=3).row()
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b
+
+
+# --- the model report ---------------------------------------------------------------------
+
+
+def test_model_report_frame_json_and_globs() -> None:
+    from netprobe.archs import DigitNet
+    from netprobe.loading import LoadedModel
+    from netprobe.report import to_json
+
+    torch.manual_seed(0)
+    net = DigitNet()
+    lm = LoadedModel(spec="digitnet", kind="checkpoint", tensors=dict(net.state_dict()), module=net, arch="digitnet")
+    rep = rd.analyse(lm, layers=["features.*"], exclude=["*.bias"])
+    assert [x.name for x in rep.layers] == ["features.0.weight", "features.3.weight"]
+    frame = rep.to_frame()
+    assert {"spectrum_ks", "spike_fraction", "excess_kurtosis", "verdict"} <= set(frame.columns)
+    json.loads(to_json(rep.to_dict()))
+    assert "## Method" in rep.to_markdown()
+    with pytest.raises(NothingToAnalyseError):
+        rd.analyse(lm, layers=["nothing.*"])
+
+
+def test_compare_init_puts_the_fresh_initialisation_side_by_side() -> None:
+    from netprobe.archs import DigitNet
+    from netprobe.loading import LoadedModel
+
+    torch.manual_seed(0)
+    net = DigitNet()
+    with torch.no_grad():  # "training": a low-rank update on the classifier
+        net.classifier[1].weight += 0.5 * torch.randn(128, 1) @ torch.randn(1, 3136) / 56
+    lm = LoadedModel(spec="x", kind="checkpoint", tensors=dict(net.state_dict()), module=net, arch="digitnet")
+    rep = rd.analyse(lm, compare_init=True, layers=["classifier.*"])
+    assert rep.init is not None and "digitnet" in (rep.init_method or "")
+    frame = rep.to_frame()
+    row = frame[frame.layer == "classifier.1.weight"].iloc[0]
+    assert row.spikes >= 1 and row.init_spikes == 0  # the update is a spike; the init has none
+    assert row.init_excess_kurtosis == pytest.approx(-1.2, abs=0.05)  # PyTorch's init is uniform
+    # no architecture known: a module copy with reset_parameters()
+    lm2 = LoadedModel(spec="y", kind="pickle", tensors=dict(net.state_dict()), module=net)
+    tensors, how = rd.fresh_init(lm2)
+    assert "reset_parameters" in how and set(tensors) == set(net.state_dict())
+    lm3 = LoadedModel(spec="z", kind="state_dict", tensors=dict(net.state_dict()))
+    with pytest.raises(OptionError, match="--arch"):
+        rd.fresh_init(lm3)
+
+
+# --- the CLI --------------------------------------------------------------------------------
+
+
+def _run(args: list[str]) -> tuple[int, str, str]:
+    result = runner.invoke(app, args)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_bundled_default_writes_every_output(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    code, stdout, stderr = _run(["randomness", "-o", str(out), "-q"])
+    assert code == 0, stderr
+    assert ALL_OUTPUTS | {"summary.png", "layers-01.png"} <= {p.name for p in out.iterdir()}
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["layers_analysed"] == 4 and rep["verdict"] in ("random-like", "structured")
+    npz = np.load(out / "spectra.npz")
+    assert "classifier.1.weight" in npz.files and len(npz["classifier.1.weight"]) == 128
+    md = (out / "report.md").read_text()
+    assert "![" in md and "layers-01.png" in md
+    assert json.loads((out / "run.json").read_text())["command"] == "randomness"
+
+
+def test_cli_state_dict_json_to_stdout(tmp_path: Path) -> None:
+    from netprobe.archs import DigitNet
+
+    p = tmp_path / "w.pt"
+    torch.save(DigitNet().state_dict(), p)
+    code, stdout, stderr = _run(["randomness", str(p), "-o", str(tmp_path / "o"), "--format", "json", "-q",
+                                 "--no-figures", "--layers", "classifier.*"])
+    assert code == 0, stderr
+    rep = json.loads(stdout)
+    assert [x["name"] for x in rep["layers"]] == ["classifier.1.weight", "classifier.1.bias",
+                                                 "classifier.4.weight", "classifier.4.bias"]
+    assert ALL_OUTPUTS <= {q.name for q in (tmp_path / "o").iterdir()}
+
+
+def test_cli_safetensors_transformer_splits_qkv(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64, batch_first=True), num_layers=2)
+    p = tmp_path / "enc.safetensors"
+    save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(p))
+    code, stdout, stderr = _run(["randomness", str(p), "-o", str(tmp_path / "o"), "--format", "csv", "-q", "--no-figures"])
+    assert code == 0, stderr
+    assert "layers.0.self_attn.in_proj_weight[q]" in stdout and "layers.1.linear2.weight" in stdout
+    assert ALL_OUTPUTS <= {q.name for q in (tmp_path / "o").iterdir()}
+
+
+def test_cli_onnx_model(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((64, 32)).astype(np.float32), "fc1.weight")
+    b1 = numpy_helper.from_array(np.zeros(64, np.float32), "fc1.bias")
+    w2 = numpy_helper.from_array(rng.standard_normal((10, 64)).astype(np.float32), "fc2.weight")
+    nodes = [
+        helper.make_node("Gemm", ["x", "fc1.weight", "fc1.bias"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "fc2.weight"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], [w1, b1, w2])
+    p = tmp_path / "mlp.onnx"
+    onnx.save(helper.make_model(graph), str(p))
+    code, stdout, stderr = _run(["randomness", str(p), "-o", str(tmp_path / "o"), "--format", "json", "-q"])
+    assert code == 0, stderr
+    rep = json.loads(stdout)
+    assert {x["name"] for x in rep["layers"] if x["status"] == "analysed"} == {"fc1.weight", "fc2.weight"}
+    assert ALL_OUTPUTS <= {q.name for q in (tmp_path / "o").iterdir()}
+
+
+def test_cli_nan_weights_reported_and_the_rest_analysed(tmp_path: Path) -> None:
+    sd = {"a.weight": torch.randn(32, 64), "b.weight": torch.randn(32, 64)}
+    sd["a.weight"][0, :4] = float("nan")
+    p = tmp_path / "nan.pt"
+    torch.save(sd, p)
+    code, stdout, stderr = _run(["randomness", str(p), "-o", str(tmp_path / "o"), "--format", "json", "-q", "--no-figures"])
+    assert code == 0, stderr
+    rows = {x["name"]: x for x in json.loads(stdout)["layers"]}
+    assert "4 NaN" in rows["a.weight"]["reason"] and rows["b.weight"]["status"] == "analysed"
+
+
+def test_cli_bad_options_are_one_line_errors(tmp_path: Path) -> None:
+    for args, what in ((["--spectrum", "fast"], "--spectrum"), (["--alpha", "2"], "--alpha"),
+                       (["--entry-test", "sw"], "--entry-test"), (["--layers", "nope*"], "no weight matrix")):
+        code, _, stderr = _run(["randomness", "-o", str(tmp_path / "x"), "-q", *args])
+        assert code in (2, 4) and what in stderr and "Traceback" not in stderr, (args, stderr)
+        assert len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_cli_alexnet_random_init(tmp_path: Path) -> None:
+    code, stdout, stderr = _run(["randomness", "alexnet", "--weights", "none", "-o", str(tmp_path / "o"),
+                                 "--format", "json", "-q", "--spectrum", "exact"])
+    assert code == 0, stderr
+    rep = json.loads(stdout)
+    assert rep["layers_analysed"] == 8
+    # PyTorch's default init is uniform: the entry test says so, the spectra are MP
+    assert all("entries" in x["failed"] for x in rep["layers"] if x["status"] == "analysed")
+    assert sum("spectrum" in x["failed"] for x in rep["layers"] if x["status"] == "analysed") <= 1
+    assert ALL_OUTPUTS <= {q.name for q in (tmp_path / "o").iterdir()}
+
+
+def test_thresholds_check() -> None:
+    assert rd.Thresholds().per_test == pytest.approx(0.0125)
+    with pytest.raises(OptionError):
+        rd.Thresholds(alpha=0.0).check()
+    assert math.isfinite(rd.expected_abs_r(100)) and rd.expected_abs_r(100) == pytest.approx(math.sqrt(2 / (math.pi * 99)), rel=0.01)
