@@ -25,7 +25,19 @@ from xml.sax.saxutils import escape, quoteattr
 
 from .errors import NetprobeError, OptionError
 
-MODEL_EXTS = {".pt", ".pth", ".bin", ".ckpt", ".pt2", ".safetensors", ".onnx", ".ts", ".jit", ".tar", ".pkl"}
+MODEL_EXTS = {
+    ".pt",
+    ".pth",
+    ".bin",
+    ".ckpt",
+    ".pt2",
+    ".safetensors",
+    ".onnx",
+    ".ts",
+    ".jit",
+    ".tar",
+    ".pkl",
+}
 
 STARTER_CONFIG = """\
 # netprobe check configuration. Put these keys under [tool.netprobe.check] in pyproject.toml,
@@ -71,7 +83,18 @@ default = 0.05
 # skip = ["no_dead_layer"]
 """
 
-_TOP_KEYS = {"layers", "exclude", "no_nan", "no_dead_layer", "timeout", "max", "min", "reconstruct", "drift", "models"}
+_TOP_KEYS = {
+    "layers",
+    "exclude",
+    "no_nan",
+    "no_dead_layer",
+    "timeout",
+    "max",
+    "min",
+    "reconstruct",
+    "drift",
+    "models",
+}
 
 
 @dataclass(frozen=True)
@@ -114,7 +137,10 @@ def _apply(rules: Rules, table: Mapping[str, Any], where: str) -> Rules:
             if isinstance(value, str):
                 value = [value]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise OptionError(f"{where}: '{key}' must be a list of strings", hint="e.g. layers = [\"features.*\"]")
+                raise OptionError(
+                    f"{where}: '{key}' must be a list of strings",
+                    hint='e.g. layers = ["features.*"]',
+                )
             changes[key] = tuple(value)
         elif key in ("no_nan", "no_dead_layer"):
             if not isinstance(value, bool):
@@ -122,17 +148,27 @@ def _apply(rules: Rules, table: Mapping[str, Any], where: str) -> Rules:
             changes[key] = value
         elif key == "timeout":
             if not isinstance(value, (int, float)) or value <= 0:
-                raise OptionError(f"{where}: 'timeout' must be a positive number of seconds", hint="timeout = 600")
+                raise OptionError(
+                    f"{where}: 'timeout' must be a positive number of seconds", hint="timeout = 600"
+                )
             changes[key] = float(value)
         elif key in ("max", "min", "drift"):
-            if not isinstance(value, Mapping) or not all(isinstance(v, (int, float)) for v in value.values()):
-                raise OptionError(f"{where}: [{key}] must map statistic names to numbers", hint="e.g. spectrum_ks = 0.25")
+            if not isinstance(value, Mapping) or not all(
+                isinstance(v, (int, float)) for v in value.values()
+            ):
+                raise OptionError(
+                    f"{where}: [{key}] must map statistic names to numbers",
+                    hint="e.g. spectrum_ks = 0.25",
+                )
             merged = dict(getattr(rules, key))
             merged.update({str(k): float(v) for k, v in value.items()})
             changes[key] = merged
         elif key == "reconstruct":
             if not isinstance(value, Mapping) or "layer" not in value or "max_error" not in value:
-                raise OptionError(f"{where}: [reconstruct] needs 'layer' and 'max_error'", hint='layer = "h2", max_error = 0.9')
+                raise OptionError(
+                    f"{where}: [reconstruct] needs 'layer' and 'max_error'",
+                    hint='layer = "h2", max_error = 0.9',
+                )
             changes[key] = dict(value)
         else:
             raise OptionError(
@@ -154,21 +190,33 @@ def load_config(path: Path | None = None, cwd: Path | None = None) -> Config:
     else:
         required = True
         if not path.is_file():
-            raise OptionError(f"--config {path}: no such file", hint="create one with `netprobe check --init`")
+            raise OptionError(
+                f"--config {path}: no such file", hint="create one with `netprobe check --init`"
+            )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise OptionError(f"{path}: not valid TOML ({e})", hint="fix the syntax; `netprobe check --init` writes a valid starter") from e
+        raise OptionError(
+            f"{path}: not valid TOML ({e})",
+            hint="fix the syntax; `netprobe check --init` writes a valid starter",
+        ) from e
     table = data.get("tool", {}).get("netprobe", {}).get("check")
     if table is None:
         table = data.get("check", data if required else None)
     if table is None:
         return Config(Rules())
     if not isinstance(table, Mapping):
-        raise OptionError(f"{path}: [tool.netprobe.check] must be a table", hint="see `netprobe check --init`")
+        raise OptionError(
+            f"{path}: [tool.netprobe.check] must be a table", hint="see `netprobe check --init`"
+        )
     models = table.get("models", [])
-    if not isinstance(models, list) or not all(isinstance(m, Mapping) and isinstance(m.get("match"), str) for m in models):
-        raise OptionError(f"{path}: [[tool.netprobe.check.models]] entries need a 'match' glob", hint='match = "*resnet*"')
+    if not isinstance(models, list) or not all(
+        isinstance(m, Mapping) and isinstance(m.get("match"), str) for m in models
+    ):
+        raise OptionError(
+            f"{path}: [[tool.netprobe.check.models]] entries need a 'match' glob",
+            hint='match = "*resnet*"',
+        )
     base = _apply(Rules(), {k: v for k, v in table.items() if k != "models"}, str(path))
     overrides = tuple((str(m["match"]), dict(m)) for m in models)
     for pattern, over in overrides:  # validate now, not in a worker
@@ -204,9 +252,13 @@ def expand_targets(items: Iterable[str], base: Path | None = None, _depth: int =
             if base is not None and not lst.is_absolute():
                 lst = base / lst
             if not lst.is_file():
-                raise OptionError(f"{item}: no such list file", hint="give one MODEL per line in a text file")
+                raise OptionError(
+                    f"{item}: no such list file", hint="give one MODEL per line in a text file"
+                )
             if _depth > 8:
-                raise OptionError(f"{item}: list files nest too deeply", hint="flatten the @list files")
+                raise OptionError(
+                    f"{item}: list files nest too deeply", hint="flatten the @list files"
+                )
             lines = lst.read_text(encoding="utf-8").splitlines()
             out += expand_targets(lines, lst.parent, _depth + 1)
             continue
@@ -217,11 +269,17 @@ def expand_targets(items: Iterable[str], base: Path | None = None, _depth: int =
             hits = sorted(glob.glob(str(p), recursive=True))
             out += expand_targets([h for h in hits], None, _depth + 1) if hits else []
             if not hits:
-                raise OptionError(f"{item}: the pattern matches no file", hint="check the glob (quote it so the shell leaves it alone)")
+                raise OptionError(
+                    f"{item}: the pattern matches no file",
+                    hint="check the glob (quote it so the shell leaves it alone)",
+                )
             continue
         if p.is_dir():
             found = sorted(
-                f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                f
+                for f in p.rglob("*")
+                if f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
                 and _looks_like_model(f)
             )
             out += [str(f) for f in found]
@@ -281,7 +339,14 @@ class ModelResult:
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> ModelResult:
         rules = tuple(RuleResult(**r) for r in d.get("rules", []))
-        return ModelResult(d["model"], d["status"], rules, d.get("error"), float(d.get("seconds", 0.0)), d.get("sha256"))
+        return ModelResult(
+            d["model"],
+            d["status"],
+            rules,
+            d.get("error"),
+            float(d.get("seconds", 0.0)),
+            d.get("sha256"),
+        )
 
 
 def _status(rules: Iterable[RuleResult]) -> str:
@@ -309,25 +374,50 @@ def measure(spec: str, rules: Rules, opts: Mapping[str, Any]) -> ModelResult:
     from .loading import load
 
     t0 = time.time()
-    lm = load(spec, weights=opts.get("weights", "default"), trust_pickle=bool(opts.get("trust_pickle")),
-              arch=opts.get("arch"))
+    lm = load(
+        spec,
+        weights=opts.get("weights", "default"),
+        trust_pickle=bool(opts.get("trust_pickle")),
+        arch=opts.get("arch"),
+    )
     out: list[RuleResult] = []
     layers = weight_layers(lm.tensors, lm.module, list(rules.layers), list(rules.exclude))
 
     if "no_nan" not in rules.skip and rules.no_nan:
-        bad = [k for k, t in lm.tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        bad = [
+            k
+            for k, t in lm.tensors.items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())
+        ]
         n = len(bad)
-        out.append(RuleResult("no_nan", "fail" if n else "pass", float(n), 0.0, bad[0] if bad else None,
-                              f"{n} tensors hold NaN/Inf: {', '.join(bad[:5])}" if n else "all weights finite"))
+        out.append(
+            RuleResult(
+                "no_nan",
+                "fail" if n else "pass",
+                float(n),
+                0.0,
+                bad[0] if bad else None,
+                f"{n} tensors hold NaN/Inf: {', '.join(bad[:5])}" if n else "all weights finite",
+            )
+        )
     if "no_dead_layer" not in rules.skip and rules.no_dead_layer:
         dead = []
         for wl in layers:
             m = as_matrix(wl, lm.tensors)
             if m.numel() > 1 and bool(torch.isfinite(m).all()) and float(m.float().std()) == 0.0:
                 dead.append(wl.name)
-        out.append(RuleResult("no_dead_layer", "fail" if dead else "pass", float(len(dead)), 0.0,
-                              dead[0] if dead else None,
-                              f"constant or all-zero: {', '.join(dead[:5])}" if dead else f"{len(layers)} layers vary"))
+        out.append(
+            RuleResult(
+                "no_dead_layer",
+                "fail" if dead else "pass",
+                float(len(dead)),
+                0.0,
+                dead[0] if dead else None,
+                f"constant or all-zero: {', '.join(dead[:5])}"
+                if dead
+                else f"{len(layers)} layers vary",
+            )
+        )
     bounds = {k: v for k, v in rules.max.items()}
     lows = {k: v for k, v in rules.min.items()}
     if bounds or lows:
@@ -337,12 +427,22 @@ def measure(spec: str, rules: Rules, opts: Mapping[str, Any]) -> ModelResult:
     return ModelResult(spec, _status(out), tuple(out), None, round(time.time() - t0, 3), lm.sha256)
 
 
-def _randomness_rules(lm: Any, rules: Rules, bounds: Mapping[str, float], lows: Mapping[str, float],
-                      opts: Mapping[str, Any]) -> list[RuleResult]:
+def _randomness_rules(
+    lm: Any,
+    rules: Rules,
+    bounds: Mapping[str, float],
+    lows: Mapping[str, float],
+    opts: Mapping[str, Any],
+) -> list[RuleResult]:
     from .randomness import analyse
 
-    report = analyse(lm, include=list(rules.layers), exclude=list(rules.exclude), device=opts.get("device", "cpu"),
-                     seed=int(opts.get("seed", 0)))
+    report = analyse(
+        lm,
+        include=list(rules.layers),
+        exclude=list(rules.exclude),
+        device=opts.get("device", "cpu"),
+        seed=int(opts.get("seed", 0)),
+    )
     frame = report.to_frame()
     out: list[RuleResult] = []
     for stat, limits in (("max", bounds), ("min", lows)):
@@ -350,7 +450,11 @@ def _randomness_rules(lm: Any, rules: Rules, bounds: Mapping[str, float], lows: 
             name = f"{stat}:{col}"
             if col not in frame.columns:
                 known = ", ".join(c for c in frame.columns if frame[c].dtype.kind in "fi")
-                out.append(RuleResult(name, "error", None, thr, None, f"no statistic '{col}'; known: {known}"))
+                out.append(
+                    RuleResult(
+                        name, "error", None, thr, None, f"no statistic '{col}'; known: {known}"
+                    )
+                )
                 continue
             worst_val, worst_layer, failing = None, None, []
             for _, row in frame.iterrows():
@@ -362,9 +466,14 @@ def _randomness_rules(lm: Any, rules: Rules, bounds: Mapping[str, float], lows: 
                     failing.append(str(row.get("layer", row.get("name", "?"))))
                 if worst_val is None or (v > worst_val if stat == "max" else v < worst_val):
                     worst_val, worst_layer = v, str(row.get("layer", row.get("name", "?")))
-            msg = (f"{len(failing)} layers {'above' if stat == 'max' else 'below'} {thr:g}: {', '.join(failing[:5])}"
-                   if failing else f"worst {worst_val if worst_val is not None else 'n/a'} at {worst_layer}")
-            out.append(RuleResult(name, "fail" if failing else "pass", worst_val, thr, worst_layer, msg))
+            msg = (
+                f"{len(failing)} layers {'above' if stat == 'max' else 'below'} {thr:g}: {', '.join(failing[:5])}"
+                if failing
+                else f"worst {worst_val if worst_val is not None else 'n/a'} at {worst_layer}"
+            )
+            out.append(
+                RuleResult(name, "fail" if failing else "pass", worst_val, thr, worst_layer, msg)
+            )
     return out
 
 
@@ -372,10 +481,22 @@ def _reconstruct_rule(lm: Any, cfg: Mapping[str, Any], opts: Mapping[str, Any]) 
     from .reconstruct import check_error
 
     thr = float(cfg["max_error"])
-    err = check_error(lm, layer=str(cfg["layer"]), num=int(cfg.get("num", 16)), inputs=cfg.get("inputs"),
-                      seed=int(opts.get("seed", 0)), device=opts.get("device", "cpu"))
-    return RuleResult("reconstruct", "fail" if err > thr else "pass", err, thr, str(cfg["layer"]),
-                      f"relative error of re-inferred {cfg['layer']}: {err:.3g}")
+    err = check_error(
+        lm,
+        layer=str(cfg["layer"]),
+        num=int(cfg.get("num", 16)),
+        inputs=cfg.get("inputs"),
+        seed=int(opts.get("seed", 0)),
+        device=opts.get("device", "cpu"),
+    )
+    return RuleResult(
+        "reconstruct",
+        "fail" if err > thr else "pass",
+        err,
+        thr,
+        str(cfg["layer"]),
+        f"relative error of re-inferred {cfg['layer']}: {err:.3g}",
+    )
 
 
 def _worker(conn: Any, spec: str, rules: Rules, opts: Mapping[str, Any], path: list[str]) -> None:
@@ -446,7 +567,9 @@ def run_checks(
                 rules = config.for_model(spec)
                 limit = float(timeout if timeout is not None else rules.timeout)
                 parent, child = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_worker, args=(child, spec, rules, opts, list(sys.path)), daemon=True)
+                proc = ctx.Process(
+                    target=_worker, args=(child, spec, rules, opts, list(sys.path)), daemon=True
+                )
                 proc.start()
                 child.close()
                 running[i] = (proc, parent, time.time(), limit, spec)
@@ -463,13 +586,23 @@ def run_checks(
                         res = ModelResult.from_dict(payload)
                     else:
                         rule = "load" if kind == "load" else "worker"
-                        res = ModelResult(spec, "error", (RuleResult(rule, "error", message=payload),), payload,
-                                          round(time.time() - t0, 3))
+                        res = ModelResult(
+                            spec,
+                            "error",
+                            (RuleResult(rule, "error", message=payload),),
+                            payload,
+                            round(time.time() - t0, 3),
+                        )
                     proc.join(10)
                 elif not proc.is_alive():
                     msg = _death(proc.exitcode)
-                    res = ModelResult(spec, "error", (RuleResult("worker", "error", message=msg),), msg,
-                                      round(time.time() - t0, 3))
+                    res = ModelResult(
+                        spec,
+                        "error",
+                        (RuleResult("worker", "error", message=msg),),
+                        msg,
+                        round(time.time() - t0, 3),
+                    )
                 elif time.time() - t0 > limit:
                     proc.terminate()
                     proc.join(3)
@@ -477,7 +610,13 @@ def run_checks(
                         proc.kill()
                         proc.join(3)
                     msg = f"timed out after {limit:g} s"
-                    res = ModelResult(spec, "error", (RuleResult("worker", "error", message=msg),), msg, round(limit, 3))
+                    res = ModelResult(
+                        spec,
+                        "error",
+                        (RuleResult("worker", "error", message=msg),),
+                        msg,
+                        round(limit, 3),
+                    )
                 if res is not None:
                     conn.close()
                     results[i] = res
@@ -502,7 +641,9 @@ def run_checks(
 def read_results(path: Path) -> list[ModelResult]:
     """JSON lines written by --json (one model per line)."""
     if not path.is_file():
-        raise OptionError(f"--baseline {path}: no such file", hint="pass the --json output of an earlier run")
+        raise OptionError(
+            f"--baseline {path}: no such file", hint="pass the --json output of an earlier run"
+        )
     out = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -510,12 +651,16 @@ def read_results(path: Path) -> list[ModelResult]:
         try:
             out.append(ModelResult.from_dict(json.loads(line)))
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise OptionError(f"--baseline {path}: line {n} is not a netprobe check result ({e})",
-                              hint="pass the --json output of an earlier `netprobe check`") from e
+            raise OptionError(
+                f"--baseline {path}: line {n} is not a netprobe check result ({e})",
+                hint="pass the --json output of an earlier `netprobe check`",
+            ) from e
     return out
 
 
-def compare_baseline(results: list[ModelResult], baseline: list[ModelResult], config: Config) -> list[ModelResult]:
+def compare_baseline(
+    results: list[ModelResult], baseline: list[ModelResult], config: Config
+) -> list[ModelResult]:
     """Add a ``drift:RULE`` result wherever a measured value moved beyond its tolerance, and
     a failing ``drift:weights`` where the file changed and the value moved."""
     prev = {r.model: r for r in baseline}
@@ -535,8 +680,16 @@ def compare_baseline(results: list[ModelResult], baseline: list[ModelResult], co
             t = float(tol.get(r.rule, tol.get(r.rule.split(":", 1)[-1], tol.get("default", 0.05))))
             delta = r.value - o.value
             moved = abs(delta) > t
-            extra.append(RuleResult(f"drift:{r.rule}", "fail" if moved else "pass", delta, t, r.layer,
-                                    f"{o.value:.4g} -> {r.value:.4g} (tolerance {t:g})"))
+            extra.append(
+                RuleResult(
+                    f"drift:{r.rule}",
+                    "fail" if moved else "pass",
+                    delta,
+                    t,
+                    r.layer,
+                    f"{o.value:.4g} -> {r.value:.4g} (tolerance {t:g})",
+                )
+            )
         rules = res.rules + tuple(extra)
         out.append(replace(res, rules=rules, status=_status(rules)))
     return out
@@ -552,24 +705,40 @@ def junit_xml(results: list[ModelResult], seconds: float) -> str:
     fails = sum(r.status == "fail" for _, r in cases)
     errors = sum(r.status == "error" for _, r in cases)
     skipped = sum(r.status == "skipped" for _, r in cases)
-    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
-             f'<testsuites name="netprobe check" tests="{len(cases)}" failures="{fails}" errors="{errors}" time="{seconds:.3f}">',
-             f'  <testsuite name="netprobe check" tests="{len(cases)}" failures="{fails}" errors="{errors}" '
-             f'skipped="{skipped}" time="{seconds:.3f}">']
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<testsuites name="netprobe check" tests="{len(cases)}" failures="{fails}" errors="{errors}" time="{seconds:.3f}">',
+        f'  <testsuite name="netprobe check" tests="{len(cases)}" failures="{fails}" errors="{errors}" '
+        f'skipped="{skipped}" time="{seconds:.3f}">',
+    ]
     for res, r in cases:
         t = res.seconds / max(1, len(res.rules))
         head = f'    <testcase classname={quoteattr(res.model)} name={quoteattr(r.rule)} time="{t:.3f}"'
         detail = r.message
         if r.value is not None:
-            detail = f"{r.message} (value {r.value:.6g}" + (f", threshold {r.threshold:g})" if r.threshold is not None else ")")
+            detail = f"{r.message} (value {r.value:.6g}" + (
+                f", threshold {r.threshold:g})" if r.threshold is not None else ")"
+            )
         if r.status == "pass":
             lines.append(head + " />")
         elif r.status == "fail":
-            lines += [head + ">", f"      <failure message={quoteattr(detail)}>{escape(detail)}</failure>", "    </testcase>"]
+            lines += [
+                head + ">",
+                f"      <failure message={quoteattr(detail)}>{escape(detail)}</failure>",
+                "    </testcase>",
+            ]
         elif r.status == "error":
-            lines += [head + ">", f"      <error message={quoteattr(detail)}>{escape(detail)}</error>", "    </testcase>"]
+            lines += [
+                head + ">",
+                f"      <error message={quoteattr(detail)}>{escape(detail)}</error>",
+                "    </testcase>",
+            ]
         else:
-            lines += [head + ">", f"      <skipped message={quoteattr(detail)} />", "    </testcase>"]
+            lines += [
+                head + ">",
+                f"      <skipped message={quoteattr(detail)} />",
+                "    </testcase>",
+            ]
     lines += ["  </testsuite>", "</testsuites>", ""]
     return "\n".join(lines)
 
@@ -583,8 +752,10 @@ def json_lines(results: list[ModelResult]) -> str:
 def markdown(results: list[ModelResult]) -> str:
     icon = {"pass": "✅", "fail": "❌", "error": "⚠️", "skipped": "⏭️"}
     n = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error")}
-    text = (f"### netprobe check: {len(results)} models — {n['pass']} passed, {n['fail']} failed, "
-            f"{n['error']} errors\n\n| model | rule | status | value | threshold | detail |\n|---|---|---|---|---|---|\n")
+    text = (
+        f"### netprobe check: {len(results)} models — {n['pass']} passed, {n['fail']} failed, "
+        f"{n['error']} errors\n\n| model | rule | status | value | threshold | detail |\n|---|---|---|---|---|---|\n"
+    )
     for res in results:
         for r in res.rules:
             v = "" if r.value is None else f"{r.value:.4g}"

@@ -54,7 +54,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """netprobe: randomness, reconstruction and SHADOW training for trained nets."""
@@ -72,30 +75,56 @@ ModelArg = Annotated[
     ),
 ]
 WeightsOpt = Annotated[
-    str, typer.Option("--weights", help="For torchvision/timm names: default, none (random init) or a weights name.")
+    str,
+    typer.Option(
+        "--weights",
+        help="For torchvision/timm names: default, none (random init) or a weights name.",
+    ),
 ]
 WeightsFileOpt = Annotated[
-    Path | None, typer.Option("--weights-file", help="Local state dict to load into the named architecture.")
+    Path | None,
+    typer.Option("--weights-file", help="Local state dict to load into the named architecture."),
 ]
 ArchOpt = Annotated[
-    str | None, typer.Option("--arch", help="Architecture for a bare state dict (torchvision name, digitnet, smallvgg).")
+    str | None,
+    typer.Option(
+        "--arch", help="Architecture for a bare state dict (torchvision name, digitnet, smallvgg)."
+    ),
 ]
 TrustPickleOpt = Annotated[
-    bool, typer.Option("--trust-pickle", help="Allow unpickling arbitrary Python objects (runs code from the file!).")
+    bool,
+    typer.Option(
+        "--trust-pickle",
+        help="Allow unpickling arbitrary Python objects (runs code from the file!).",
+    ),
 ]
 InputShapeOpt = Annotated[
-    str | None, typer.Option("--input-shape", help="One input's shape, e.g. 3,224,224 (default: from the model).")
+    str | None,
+    typer.Option(
+        "--input-shape", help="One input's shape, e.g. 3,224,224 (default: from the model)."
+    ),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (auto = CUDA when present).")]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (auto = CUDA when present).")
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (recorded in run.json).")]
 OutputDirOpt = Annotated[
-    Path | None, typer.Option("--output-dir", "-o", help="Where to write results (default: ./netprobe-runs/COMMAND-TIME).")
+    Path | None,
+    typer.Option(
+        "--output-dir", "-o", help="Where to write results (default: ./netprobe-runs/COMMAND-TIME)."
+    ),
 ]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Write into an existing non-empty output folder.")]
-FormatOpt = Annotated[str, typer.Option("--format", help="What goes to stdout: table, json, csv or md.")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Write into an existing non-empty output folder.")
+]
+FormatOpt = Annotated[
+    str, typer.Option("--format", help="What goes to stdout: table, json, csv or md.")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads for torch and BLAS (default: all).")]
+ThreadsOpt = Annotated[
+    int | None, typer.Option("--threads", help="CPU threads for torch and BLAS (default: all).")
+]
 
 FORMATS = ("table", "json", "csv", "md")
 
@@ -114,7 +143,13 @@ class Run:
 
     def progress(self) -> Any:
         """A rich Progress on stderr (disabled with --quiet)."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         return Progress(
             TextColumn("[progress.description]{task.description}"),
@@ -152,7 +187,10 @@ def resolve_device(spec: str) -> str:
         return "cpu"
     if s == "cuda" or s.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise OptionError(f"--device {spec}: CUDA is not available on this machine", hint="use --device cpu or auto")
+            raise OptionError(
+                f"--device {spec}: CUDA is not available on this machine",
+                hint="use --device cpu or auto",
+            )
         if ":" in s:
             idx = s.split(":", 1)[1]
             if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
@@ -181,7 +219,9 @@ def start(
     from .report import OutputDir, RunInfo, default_output_dir
 
     if fmt not in FORMATS:
-        raise OptionError(f"--format {fmt}: unknown format", hint=f"use one of {', '.join(FORMATS)}")
+        raise OptionError(
+            f"--format {fmt}: unknown format", hint=f"use one of {', '.join(FORMATS)}"
+        )
     if threads is not None:
         if threads < 1:
             raise OptionError(f"--threads {threads}: must be at least 1", hint="e.g. --threads 2")
@@ -193,7 +233,9 @@ def start(
     if writes:
         output = OutputDir(output_dir or default_output_dir(command), force=force).check()
     opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in (options or {}).items()}
-    info = RunInfo(command=command, argv=["netprobe", *sys.argv[1:]], options=opts, device=dev, seed=seed)
+    info = RunInfo(
+        command=command, argv=["netprobe", *sys.argv[1:]], options=opts, device=dev, seed=seed
+    )
     return Run(command, dev, seed, fmt, quiet, output, info)
 
 
@@ -212,7 +254,12 @@ def load_model(
     if not quiet:
         err.print(f"[dim]loading {model or 'the bundled digit net'}…[/dim]", highlight=False)
     return load(
-        model, weights=weights, weights_file=weights_file, arch=arch, trust_pickle=trust_pickle, input_shape=input_shape
+        model,
+        weights=weights,
+        weights_file=weights_file,
+        arch=arch,
+        trust_pickle=trust_pickle,
+        input_shape=input_shape,
     )
 
 
@@ -290,8 +337,15 @@ def layers_cmd(
     from .render import layers_table
 
     run = start("layers", device="cpu", fmt=fmt, quiet=quiet, writes=False)
-    lm = load_model(model, weights=weights, weights_file=weights_file, arch=arch, trust_pickle=trust_pickle,
-                    input_shape=input_shape, quiet=quiet)
+    lm = load_model(
+        model,
+        weights=weights,
+        weights_file=weights_file,
+        arch=arch,
+        trust_pickle=trust_pickle,
+        input_shape=input_shape,
+        quiet=quiet,
+    )
     info = inspect(lm)
     emit(run, info.to_frame(), info.to_dict(), info.to_markdown(), layers_table(info))
     if info.hidden_note and not quiet:
@@ -301,17 +355,52 @@ def layers_cmd(
 # ---------------------------------------------------------------------------------------
 # netprobe randomness  (section owned by the randomness work; add the command below)
 
+
 @app.command("randomness")
 @command
 def randomness_cmd(
     model: ModelArg = None,
-    layers: Annotated[list[str] | None, typer.Option("--layers", help="Only tensors whose name or module path matches this glob (repeatable).")] = None,
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Leave out tensors matching this glob (repeatable).")] = None,
-    spectrum: Annotated[str, typer.Option("--spectrum", help="exact (Gram eigenvalues), approx (stochastic Lanczos quadrature) or auto (approx above 8192 per side).")] = "auto",
-    alpha: Annotated[float, typer.Option("--alpha", help="Share of i.i.d. Gaussian matrices allowed to be called structured; split over the 4 tests.")] = 0.05,
-    entry_test: Annotated[str, typer.Option("--entry-test", help="Entry normality test: ks (Lilliefors) or ad (Anderson-Darling).")] = "ks",
-    compare_init: Annotated[bool, typer.Option("--compare-init", help="Also analyse the architecture's fresh initialisation, side by side.")] = False,
-    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Draw the per-layer and summary figures.")] = True,
+    layers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--layers",
+            help="Only tensors whose name or module path matches this glob (repeatable).",
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Leave out tensors matching this glob (repeatable)."),
+    ] = None,
+    spectrum: Annotated[
+        str,
+        typer.Option(
+            "--spectrum",
+            help="exact (Gram eigenvalues), approx (stochastic Lanczos quadrature) or auto (approx above 8192 per side).",
+        ),
+    ] = "auto",
+    alpha: Annotated[
+        float,
+        typer.Option(
+            "--alpha",
+            help="Share of i.i.d. Gaussian matrices allowed to be called structured; split over the 4 tests.",
+        ),
+    ] = 0.05,
+    entry_test: Annotated[
+        str,
+        typer.Option(
+            "--entry-test", help="Entry normality test: ks (Lilliefors) or ad (Anderson-Darling)."
+        ),
+    ] = "ks",
+    compare_init: Annotated[
+        bool,
+        typer.Option(
+            "--compare-init",
+            help="Also analyse the architecture's fresh initialisation, side by side.",
+        ),
+    ] = False,
+    figures: Annotated[
+        bool, typer.Option("--figures/--no-figures", help="Draw the per-layer and summary figures.")
+    ] = True,
     dpi: Annotated[int, typer.Option("--dpi", help="Resolution of the figures.")] = 100,
     weights: WeightsOpt = "default",
     weights_file: WeightsFileOpt = None,
@@ -338,12 +427,38 @@ def randomness_cmd(
     if dpi < 20 or dpi > 600:
         raise OptionError(f"--dpi {dpi}: out of range", hint="use 20..600, e.g. --dpi 100")
     th = Thresholds(alpha=alpha, entry_test=entry_test).check()
-    opts = {"model": model, "layers": layers, "exclude": exclude, "spectrum": spectrum, "alpha": alpha,
-            "entry_test": entry_test, "compare_init": compare_init, "weights": weights, "weights_file": weights_file,
-            "arch": arch, "figures": figures}
-    run = start("randomness", device=device, seed=seed, fmt=fmt, quiet=quiet, output_dir=output_dir, force=force,
-                threads=threads, options=opts)
-    lm = load_model(model, weights=weights, weights_file=weights_file, arch=arch, trust_pickle=trust_pickle, quiet=quiet)
+    opts = {
+        "model": model,
+        "layers": layers,
+        "exclude": exclude,
+        "spectrum": spectrum,
+        "alpha": alpha,
+        "entry_test": entry_test,
+        "compare_init": compare_init,
+        "weights": weights,
+        "weights_file": weights_file,
+        "arch": arch,
+        "figures": figures,
+    }
+    run = start(
+        "randomness",
+        device=device,
+        seed=seed,
+        fmt=fmt,
+        quiet=quiet,
+        output_dir=output_dir,
+        force=force,
+        threads=threads,
+        options=opts,
+    )
+    lm = load_model(
+        model,
+        weights=weights,
+        weights_file=weights_file,
+        arch=arch,
+        trust_pickle=trust_pickle,
+        quiet=quiet,
+    )
     limit: Any = contextlib.nullcontext()
     if threads is not None:
         try:  # BLAS threads too (scipy's syrk, numpy's products), not only torch's
@@ -358,8 +473,17 @@ def randomness_cmd(
         def on_layer(done: int, total: int, name: str) -> None:
             bar.update(task, completed=done, total=total, description=name or "done")
 
-        report = analyse(lm, layers=layers, exclude=exclude, spectrum=spectrum, thresholds=th,
-                         compare_init=compare_init, device=run.device, seed=seed, progress=on_layer)
+        report = analyse(
+            lm,
+            layers=layers,
+            exclude=exclude,
+            spectrum=spectrum,
+            thresholds=th,
+            compare_init=compare_init,
+            device=run.device,
+            seed=seed,
+            progress=on_layer,
+        )
     out = run.output
     assert out is not None  # start(writes=True)
     figs: list[tuple[str, str]] = []
@@ -384,8 +508,15 @@ def randomness_cmd(
     out.write_json("report.json", report.to_dict())
     out.write_npz("spectra.npz", report.arrays())
     out.write_text("report.md", report.to_markdown(figs))
-    emit(run, report.to_frame(), report.to_dict(), report.to_markdown(figs), randomness_table(report))
-    run.finish(lm, verdict=report.verdict, summary=report.summary, analysis_seconds=round(report.seconds, 3))
+    emit(
+        run, report.to_frame(), report.to_dict(), report.to_markdown(figs), randomness_table(report)
+    )
+    run.finish(
+        lm,
+        verdict=report.verdict,
+        summary=report.summary,
+        analysis_seconds=round(report.seconds, 3),
+    )
 
 
 # <<randomness-command>>
@@ -393,26 +524,81 @@ def randomness_cmd(
 # ---------------------------------------------------------------------------------------
 # netprobe reconstruct  (section owned by the reconstruct work; add the command below)
 
+
 @app.command("reconstruct")
 @command
 def reconstruct_cmd(
     model: ModelArg = None,
-    layer: Annotated[str, typer.Option("--layer", "-l", help="Hidden layer to generate from: h2, a module path, a comma list, or all.")] = "h2",
-    inputs: Annotated[Path | None, typer.Option("--inputs", help="An image, a folder of images, or an .npz (x[, y]) / .npy of images.")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="mnist, fashion-mnist, cifar10 or cifar100 (torchvision).")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder holding torchvision datasets.")] = None,
-    download: Annotated[bool, typer.Option("--download", help="Download --dataset if it is missing.")] = False,
+    layer: Annotated[
+        str,
+        typer.Option(
+            "--layer",
+            "-l",
+            help="Hidden layer to generate from: h2, a module path, a comma list, or all.",
+        ),
+    ] = "h2",
+    inputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--inputs", help="An image, a folder of images, or an .npz (x[, y]) / .npy of images."
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="mnist, fashion-mnist, cifar10 or cifar100 (torchvision)."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Folder holding torchvision datasets.")
+    ] = None,
+    download: Annotated[
+        bool, typer.Option("--download", help="Download --dataset if it is missing.")
+    ] = False,
     split: Annotated[str, typer.Option("--split", help="train, test or all.")] = "test",
-    num: Annotated[int, typer.Option("--num", "-n", help="How many inputs (a seeded random subset when there are more).")] = 32,
-    mean: Annotated[str | None, typer.Option("--mean", help="Per-channel mean to normalise with, e.g. 0.485,0.456,0.406 (default: the model's).")] = None,
-    std: Annotated[str | None, typer.Option("--std", help="Per-channel std to normalise with (default: the model's).")] = None,
-    alpha: Annotated[str, typer.Option("--alpha", help="Scale α per layer: theory (2/(ρ·mean‖A_i‖²)), calibrated, or a number.")] = "theory",
-    keep: Annotated[float, typer.Option("--keep", help="Keep-probability ρ of generation dropout (1 = none).")] = 1.0,
-    unpool: Annotated[str, typer.Option("--unpool", help="Max-pool reversal: random, switches or copy.")] = "random",
-    smooth: Annotated[float, typer.Option("--smooth", help="Gaussian blur σ (pixels) of x̃ before re-inference; 0 = off.")] = 0.0,
-    no_controls: Annotated[bool, typer.Option("--no-controls", help="Skip the fresh-init, permuted and random-h controls.")] = False,
-    save_tensors: Annotated[bool, typer.Option("--save-tensors", help="Also write x, x̃, h and h̃ to tensors.npz.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per forward/reverse pass.")] = 64,
+    num: Annotated[
+        int,
+        typer.Option(
+            "--num", "-n", help="How many inputs (a seeded random subset when there are more)."
+        ),
+    ] = 32,
+    mean: Annotated[
+        str | None,
+        typer.Option(
+            "--mean",
+            help="Per-channel mean to normalise with, e.g. 0.485,0.456,0.406 (default: the model's).",
+        ),
+    ] = None,
+    std: Annotated[
+        str | None,
+        typer.Option("--std", help="Per-channel std to normalise with (default: the model's)."),
+    ] = None,
+    alpha: Annotated[
+        str,
+        typer.Option(
+            "--alpha", help="Scale α per layer: theory (2/(ρ·mean‖A_i‖²)), calibrated, or a number."
+        ),
+    ] = "theory",
+    keep: Annotated[
+        float, typer.Option("--keep", help="Keep-probability ρ of generation dropout (1 = none).")
+    ] = 1.0,
+    unpool: Annotated[
+        str, typer.Option("--unpool", help="Max-pool reversal: random, switches or copy.")
+    ] = "random",
+    smooth: Annotated[
+        float,
+        typer.Option(
+            "--smooth", help="Gaussian blur σ (pixels) of x̃ before re-inference; 0 = off."
+        ),
+    ] = 0.0,
+    no_controls: Annotated[
+        bool,
+        typer.Option("--no-controls", help="Skip the fresh-init, permuted and random-h controls."),
+    ] = False,
+    save_tensors: Annotated[
+        bool, typer.Option("--save-tensors", help="Also write x, x̃, h and h̃ to tensors.npz.")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Inputs per forward/reverse pass.")
+    ] = 64,
     weights: WeightsOpt = "default",
     weights_file: WeightsFileOpt = None,
     arch: ArchOpt = None,
@@ -441,39 +627,100 @@ def reconstruct_cmd(
     if inputs is not None and dataset is not None:
         raise OptionError("--inputs and --dataset both given", hint="pass one source of inputs")
     if unpool not in UNPOOL_MODES:
-        raise OptionError(f"--unpool {unpool}: unknown unpooling", hint=f"use one of {', '.join(UNPOOL_MODES)}")
+        raise OptionError(
+            f"--unpool {unpool}: unknown unpooling", hint=f"use one of {', '.join(UNPOOL_MODES)}"
+        )
     if not 0.0 < keep <= 1.0:
-        raise OptionError(f"--keep {keep:g}: the keep-probability ρ must lie in (0, 1]", hint="e.g. --keep 0.5; 1 = no generation dropout")
+        raise OptionError(
+            f"--keep {keep:g}: the keep-probability ρ must lie in (0, 1]",
+            hint="e.g. --keep 0.5; 1 = no generation dropout",
+        )
     if not smooth >= 0.0:
-        raise OptionError(f"--smooth {smooth:g}: must be a non-negative number of pixels", hint="e.g. --smooth 1.0; 0 = off")
+        raise OptionError(
+            f"--smooth {smooth:g}: must be a non-negative number of pixels",
+            hint="e.g. --smooth 1.0; 0 = off",
+        )
     if batch_size < 1:
-        raise OptionError(f"--batch-size {batch_size}: must be at least 1", hint="e.g. --batch-size 32")
+        raise OptionError(
+            f"--batch-size {batch_size}: must be at least 1", hint="e.g. --batch-size 32"
+        )
     alpha_v = parse_alpha(alpha)
     mean_v, std_v = parse_floats(mean, "--mean"), parse_floats(std, "--std")
-    opts = {"model": model, "layer": layer, "inputs": inputs, "dataset": dataset, "split": split, "num": num,
-            "mean": mean, "std": std, "alpha": alpha, "keep": keep, "unpool": unpool, "smooth": smooth,
-            "controls": not no_controls, "save_tensors": save_tensors, "batch_size": batch_size,
-            "weights": weights, "weights_file": weights_file, "arch": arch, "input_shape": input_shape}
-    run = start("reconstruct", device=device, seed=seed, fmt=fmt, quiet=quiet, output_dir=output_dir, force=force,
-                threads=threads, options=opts)
-    lm = load_model(model, weights=weights, weights_file=weights_file, arch=arch, trust_pickle=trust_pickle,
-                    input_shape=input_shape, quiet=quiet)
+    opts = {
+        "model": model,
+        "layer": layer,
+        "inputs": inputs,
+        "dataset": dataset,
+        "split": split,
+        "num": num,
+        "mean": mean,
+        "std": std,
+        "alpha": alpha,
+        "keep": keep,
+        "unpool": unpool,
+        "smooth": smooth,
+        "controls": not no_controls,
+        "save_tensors": save_tensors,
+        "batch_size": batch_size,
+        "weights": weights,
+        "weights_file": weights_file,
+        "arch": arch,
+        "input_shape": input_shape,
+    }
+    run = start(
+        "reconstruct",
+        device=device,
+        seed=seed,
+        fmt=fmt,
+        quiet=quiet,
+        output_dir=output_dir,
+        force=force,
+        threads=threads,
+        options=opts,
+    )
+    lm = load_model(
+        model,
+        weights=weights,
+        weights_file=weights_file,
+        arch=arch,
+        trust_pickle=trust_pickle,
+        input_shape=input_shape,
+        quiet=quiet,
+    )
     net = lm.require_module("reconstruct")
     shape = lm.require_input_shape("reconstruct")
     mean_v = mean_v if mean_v is not None else lm.mean
     std_v = std_v if std_v is not None else lm.std
-    ds = load_dataset(inputs if inputs is not None else dataset, split=split, data_dir=data_dir, download=download)
+    ds = load_dataset(
+        inputs if inputs is not None else dataset, split=split, data_dir=data_dir, download=download
+    )
     ds = pick(ds, num, seed)
     x = prepare(ds, shape, mean_v, std_v, resize=lm.resize).to(run.device)  # (N, *input_shape)
     net = net.to(run.device)  # netprobe's own loaded copy; the file is untouched
     hidden, notes = select_layers(net, shape, layer)
-    run.log(f"[dim]reconstructing {', '.join(h.name for h in hidden)} from {len(x)} inputs ({ds.source}) on {run.device}…[/dim]")
+    run.log(
+        f"[dim]reconstructing {', '.join(h.name for h in hidden)} from {len(x)} inputs ({ds.source}) on {run.device}…[/dim]"
+    )
     with run.progress() as bar:
         task = bar.add_task("reconstruct", total=work_units(len(x), batch_size, not no_controls))
         report = reconstruct(
-            net, x, hidden, alpha=alpha_v, keep=keep, unpool=unpool, smooth=smooth, controls=not no_controls,
-            seed=seed, batch_size=batch_size, mean=mean_v, std=std_v, model_name=lm.display, data_source=ds.source,
-            save_tensors=save_tensors, notes=notes, progress=lambda k: bar.update(task, advance=k),
+            net,
+            x,
+            hidden,
+            alpha=alpha_v,
+            keep=keep,
+            unpool=unpool,
+            smooth=smooth,
+            controls=not no_controls,
+            seed=seed,
+            batch_size=batch_size,
+            mean=mean_v,
+            std=std_v,
+            model_name=lm.display,
+            data_source=ds.source,
+            save_tensors=save_tensors,
+            notes=notes,
+            progress=lambda k: bar.update(task, advance=k),
         )
     out_dir = run.output
     assert out_dir is not None  # start(writes=True) always makes one
@@ -482,7 +729,9 @@ def reconstruct_cmd(
     out_dir.write_json("report.json", report.to_dict())
     out_dir.write_text("report.md", report.to_markdown())
     if report.images.get("x") is not None and report.images["x"].ndim == 4:
-        out_dir.write_figure("grid.png", reconstruction_grid(report, samples=4 if len(hidden) <= 6 else 2))
+        out_dir.write_figure(
+            "grid.png", reconstruction_grid(report, samples=4 if len(hidden) <= 6 else 2)
+        )
     out_dir.write_figure("depth.png", reconstruction_depth(report))
     if save_tensors:
         out_dir.write_npz("tensors.npz", report.tensors)
@@ -497,10 +746,37 @@ def reconstruct_cmd(
 
 #: the experiment's own options: saved in RUN_DIR/settings.json, taken from there by --resume
 SHADOW_OPTIONS = (
-    "dataset", "data_dir", "download", "train_size", "test_size", "val_fraction", "test_fraction", "split_seed",
-    "arch", "from_", "new_head", "weights", "trust_pickle", "input_shape", "arms", "seeds", "layer", "ratio",
-    "gen_keep", "smooth", "unpool", "gen_scale", "warmup", "dropout", "epochs", "batch_size", "lr", "optimizer",
-    "weight_decay", "schedule", "grid",
+    "dataset",
+    "data_dir",
+    "download",
+    "train_size",
+    "test_size",
+    "val_fraction",
+    "test_fraction",
+    "split_seed",
+    "arch",
+    "from_",
+    "new_head",
+    "weights",
+    "trust_pickle",
+    "input_shape",
+    "arms",
+    "seeds",
+    "layer",
+    "ratio",
+    "gen_keep",
+    "smooth",
+    "unpool",
+    "gen_scale",
+    "warmup",
+    "dropout",
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "weight_decay",
+    "schedule",
+    "grid",
 )
 SHADOW_SETTINGS_FILE = "settings.json"
 
@@ -509,38 +785,154 @@ SHADOW_SETTINGS_FILE = "settings.json"
 @command
 def shadow_train_cmd(
     ctx: typer.Context,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="mnist, fashion-mnist, cifar10, cifar100 (torchvision), an .npz (x, y, optional x_test, y_test) or an image folder. Default: the bundled real digits (4,000 train / 1,000 test).")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder of torchvision datasets (default $NETPROBE_DATA or ~/.cache/netprobe/data).")] = None,
-    download: Annotated[bool, typer.Option("--download", help="Let torchvision download the dataset (needs a network).")] = False,
-    train_size: Annotated[int | None, typer.Option("--train-size", help="Train on a seeded random subset of this many examples.")] = None,
-    test_size: Annotated[int | None, typer.Option("--test-size", help="Test on a seeded random subset of this many examples.")] = None,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Hold out this share of the training data as a validation set (tracked per epoch).")] = 0.0,
-    test_fraction: Annotated[float, typer.Option("--test-fraction", help="Test share for sources without their own test split.")] = 0.2,
-    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the train/validation/test split and subsets (recorded).")] = 0,
-    arch: Annotated[str | None, typer.Option("--arch", help="Architecture to train: digitnet (28x28), smallvgg (32x32 colour) or any torchvision name; with --from a state dict, its architecture. Default: digitnet for greyscale data, smallvgg for colour.")] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="Fine-tune this MODEL (netprobe checkpoint, torchvision name, state dict with --arch) instead of training from scratch.")] = None,
-    new_head: Annotated[bool, typer.Option("--new-head", help="With --from: replace the last Linear layer by a fresh one for the data's classes.")] = False,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="mnist, fashion-mnist, cifar10, cifar100 (torchvision), an .npz (x, y, optional x_test, y_test) or an image folder. Default: the bundled real digits (4,000 train / 1,000 test).",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Folder of torchvision datasets (default $NETPROBE_DATA or ~/.cache/netprobe/data).",
+        ),
+    ] = None,
+    download: Annotated[
+        bool,
+        typer.Option("--download", help="Let torchvision download the dataset (needs a network)."),
+    ] = False,
+    train_size: Annotated[
+        int | None,
+        typer.Option("--train-size", help="Train on a seeded random subset of this many examples."),
+    ] = None,
+    test_size: Annotated[
+        int | None,
+        typer.Option("--test-size", help="Test on a seeded random subset of this many examples."),
+    ] = None,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            "--val-fraction",
+            help="Hold out this share of the training data as a validation set (tracked per epoch).",
+        ),
+    ] = 0.0,
+    test_fraction: Annotated[
+        float,
+        typer.Option(
+            "--test-fraction", help="Test share for sources without their own test split."
+        ),
+    ] = 0.2,
+    split_seed: Annotated[
+        int,
+        typer.Option(
+            "--split-seed", help="Seed of the train/validation/test split and subsets (recorded)."
+        ),
+    ] = 0,
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            "--arch",
+            help="Architecture to train: digitnet (28x28), smallvgg (32x32 colour) or any torchvision name; with --from a state dict, its architecture. Default: digitnet for greyscale data, smallvgg for colour.",
+        ),
+    ] = None,
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Fine-tune this MODEL (netprobe checkpoint, torchvision name, state dict with --arch) instead of training from scratch.",
+        ),
+    ] = None,
+    new_head: Annotated[
+        bool,
+        typer.Option(
+            "--new-head",
+            help="With --from: replace the last Linear layer by a fresh one for the data's classes.",
+        ),
+    ] = False,
     weights: WeightsOpt = "default",
     trust_pickle: TrustPickleOpt = False,
     input_shape: InputShapeOpt = None,
-    arms: Annotated[str, typer.Option("--arms", help="Comma-separated: baseline, shadow, baseline+dropout, shadow+dropout.")] = "baseline,shadow",
-    seeds: Annotated[str, typer.Option("--seeds", help="Seeds (e.g. 0,1,2 or 0-4); every arm runs once per seed, arms of a seed share init and data order.")] = "0,1,2",
-    layer: Annotated[str, typer.Option("--layer", help="Hidden layer SHADOW generates from (h1..hL or a module path).")] = "h2",
-    ratio: Annotated[float, typer.Option("--ratio", help="Weight of the loss on synthetic inputs next to the real loss.")] = 1.0,
-    gen_keep: Annotated[float, typer.Option("--gen-keep", help="Keep-probability of the generation dropout masks (the paper's sampling; 1 = none).")] = 1.0,
-    smooth: Annotated[float, typer.Option("--smooth", help="Gaussian blur of synthetic inputs, sigma in pixels (the paper's smoothing; 0 = off).")] = 0.0,
-    unpool: Annotated[str, typer.Option("--unpool", help="Max-pool reversal in generation: random, switches or copy.")] = "random",
-    gen_scale: Annotated[str, typer.Option("--gen-scale", help="match: give each synthetic input its real input's mean/std; theory: the reverse net's alpha as it comes.")] = "match",
-    warmup: Annotated[int, typer.Option("--warmup", help="Epochs of plain training before SHADOW starts.")] = 0,
-    dropout: Annotated[float, typer.Option("--dropout", help="Dropout probability of the +dropout arms.")] = 0.5,
+    arms: Annotated[
+        str,
+        typer.Option(
+            "--arms", help="Comma-separated: baseline, shadow, baseline+dropout, shadow+dropout."
+        ),
+    ] = "baseline,shadow",
+    seeds: Annotated[
+        str,
+        typer.Option(
+            "--seeds",
+            help="Seeds (e.g. 0,1,2 or 0-4); every arm runs once per seed, arms of a seed share init and data order.",
+        ),
+    ] = "0,1,2",
+    layer: Annotated[
+        str,
+        typer.Option(
+            "--layer", help="Hidden layer SHADOW generates from (h1..hL or a module path)."
+        ),
+    ] = "h2",
+    ratio: Annotated[
+        float,
+        typer.Option(
+            "--ratio", help="Weight of the loss on synthetic inputs next to the real loss."
+        ),
+    ] = 1.0,
+    gen_keep: Annotated[
+        float,
+        typer.Option(
+            "--gen-keep",
+            help="Keep-probability of the generation dropout masks (the paper's sampling; 1 = none).",
+        ),
+    ] = 1.0,
+    smooth: Annotated[
+        float,
+        typer.Option(
+            "--smooth",
+            help="Gaussian blur of synthetic inputs, sigma in pixels (the paper's smoothing; 0 = off).",
+        ),
+    ] = 0.0,
+    unpool: Annotated[
+        str,
+        typer.Option("--unpool", help="Max-pool reversal in generation: random, switches or copy."),
+    ] = "random",
+    gen_scale: Annotated[
+        str,
+        typer.Option(
+            "--gen-scale",
+            help="match: give each synthetic input its real input's mean/std; theory: the reverse net's alpha as it comes.",
+        ),
+    ] = "match",
+    warmup: Annotated[
+        int, typer.Option("--warmup", help="Epochs of plain training before SHADOW starts.")
+    ] = 0,
+    dropout: Annotated[
+        float, typer.Option("--dropout", help="Dropout probability of the +dropout arms.")
+    ] = 0.5,
     epochs: Annotated[int, typer.Option("--epochs", help="Epochs per arm and seed.")] = 3,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Real examples per step (global batch under torchrun).")] = 64,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", help="Real examples per step (global batch under torchrun)."),
+    ] = 64,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 1e-3,
-    optimizer: Annotated[str, typer.Option("--optimizer", help="adam, adamw or sgd (momentum 0.9).")] = "adam",
+    optimizer: Annotated[
+        str, typer.Option("--optimizer", help="adam, adamw or sgd (momentum 0.9).")
+    ] = "adam",
     weight_decay: Annotated[float, typer.Option("--weight-decay", help="Weight decay.")] = 0.0,
-    schedule: Annotated[str, typer.Option("--schedule", help="Learning-rate schedule: constant or cosine.")] = "constant",
-    grid: Annotated[int, typer.Option("--grid", help="Test inputs in the grid of synthetic images (0 = no grid).")] = 10,
-    resume: Annotated[Path | None, typer.Option("--resume", help="Continue an interrupted run in RUN_DIR with its saved settings.")] = None,
+    schedule: Annotated[
+        str, typer.Option("--schedule", help="Learning-rate schedule: constant or cosine.")
+    ] = "constant",
+    grid: Annotated[
+        int,
+        typer.Option("--grid", help="Test inputs in the grid of synthetic images (0 = no grid)."),
+    ] = 10,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume", help="Continue an interrupted run in RUN_DIR with its saved settings."
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     output_dir: OutputDirOpt = None,
@@ -560,61 +952,128 @@ def shadow_train_cmd(
     from . import shadow as sh
 
     local = dict(locals())
-    opts: dict[str, Any] = {k: (str(local[k]) if isinstance(local[k], Path) else local[k]) for k in SHADOW_OPTIONS}
+    opts: dict[str, Any] = {
+        k: (str(local[k]) if isinstance(local[k], Path) else local[k]) for k in SHADOW_OPTIONS
+    }
     if resume is not None:
-        given = [k for k in SHADOW_OPTIONS if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"]
+        given = [
+            k
+            for k in SHADOW_OPTIONS
+            if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
+        ]
         if given or output_dir is not None:
             flag = "--" + (given[0].rstrip("_").replace("_", "-") if given else "output-dir")
-            raise OptionError(f"--resume takes every setting from {resume / SHADOW_SETTINGS_FILE}; {flag} cannot change it",
-                              hint=f"drop {flag}, or start a fresh run")
+            raise OptionError(
+                f"--resume takes every setting from {resume / SHADOW_SETTINGS_FILE}; {flag} cannot change it",
+                hint=f"drop {flag}, or start a fresh run",
+            )
         sfile = resume / SHADOW_SETTINGS_FILE
         if not sfile.is_file():
-            raise OptionError(f"--resume {resume}: not a shadow-train run folder (no {SHADOW_SETTINGS_FILE})",
-                              hint="pass the output folder of an earlier `netprobe shadow-train` run")
+            raise OptionError(
+                f"--resume {resume}: not a shadow-train run folder (no {SHADOW_SETTINGS_FILE})",
+                hint="pass the output folder of an earlier `netprobe shadow-train` run",
+            )
         try:
             saved = dict(json.loads(sfile.read_text())["options"])
         except (ValueError, KeyError, TypeError) as e:
-            raise OptionError(f"--resume {resume}: {SHADOW_SETTINGS_FILE} is unreadable ({e})", hint="start a fresh run") from None
+            raise OptionError(
+                f"--resume {resume}: {SHADOW_SETTINGS_FILE} is unreadable ({e})",
+                hint="start a fresh run",
+            ) from None
         missing = [k for k in SHADOW_OPTIONS if k not in saved]
         if missing:
-            raise OptionError(f"--resume {resume}: {SHADOW_SETTINGS_FILE} lacks {', '.join(missing[:3])}",
-                              hint="it was not written by this version of netprobe; start a fresh run")
+            raise OptionError(
+                f"--resume {resume}: {SHADOW_SETTINGS_FILE} lacks {', '.join(missing[:3])}",
+                hint="it was not written by this version of netprobe; start a fresh run",
+            )
         opts = {k: saved[k] for k in SHADOW_OPTIONS}
     arm_list = sh.parse_arms(opts["arms"])
     seed_list = sh.parse_seeds(opts["seeds"])
     train_cfg = sh.TrainSettings(
-        epochs=int(opts["epochs"]), batch_size=int(opts["batch_size"]), lr=float(opts["lr"]), optimizer=str(opts["optimizer"]),
-        weight_decay=float(opts["weight_decay"]), schedule=str(opts["schedule"]), warmup=int(opts["warmup"]),
+        epochs=int(opts["epochs"]),
+        batch_size=int(opts["batch_size"]),
+        lr=float(opts["lr"]),
+        optimizer=str(opts["optimizer"]),
+        weight_decay=float(opts["weight_decay"]),
+        schedule=str(opts["schedule"]),
+        warmup=int(opts["warmup"]),
         dropout=float(opts["dropout"]),
     ).check()
     if train_cfg.batch_size < 1 or not train_cfg.lr > 0:
-        raise OptionError(f"--batch-size {train_cfg.batch_size} / --lr {train_cfg.lr}: must be positive", hint="e.g. --batch-size 64 --lr 1e-3")
-    if train_cfg.optimizer not in ("adam", "adamw", "sgd") or train_cfg.schedule not in ("constant", "cosine"):
-        raise OptionError(f"--optimizer {train_cfg.optimizer} / --schedule {train_cfg.schedule}: unknown",
-                          hint="optimizers: adam, adamw, sgd; schedules: constant, cosine")
-    base_settings = sh.ShadowSettings(layer=1, ratio=float(opts["ratio"]), keep=float(opts["gen_keep"]), smooth=float(opts["smooth"]),
-                                      unpool=str(opts["unpool"]), scale=str(opts["gen_scale"])).check()
+        raise OptionError(
+            f"--batch-size {train_cfg.batch_size} / --lr {train_cfg.lr}: must be positive",
+            hint="e.g. --batch-size 64 --lr 1e-3",
+        )
+    if train_cfg.optimizer not in ("adam", "adamw", "sgd") or train_cfg.schedule not in (
+        "constant",
+        "cosine",
+    ):
+        raise OptionError(
+            f"--optimizer {train_cfg.optimizer} / --schedule {train_cfg.schedule}: unknown",
+            hint="optimizers: adam, adamw, sgd; schedules: constant, cosine",
+        )
+    base_settings = sh.ShadowSettings(
+        layer=1,
+        ratio=float(opts["ratio"]),
+        keep=float(opts["gen_keep"]),
+        smooth=float(opts["smooth"]),
+        unpool=str(opts["unpool"]),
+        scale=str(opts["gen_scale"]),
+    ).check()
     with sh.distributed(resolve_device(device)) as (rank, world):
-        run = start("shadow-train", device=device, seed=seed_list[0], fmt=fmt, quiet=quiet or rank > 0,
-                    output_dir=resume or output_dir, force=force or resume is not None, threads=threads,
-                    writes=rank == 0, options=opts)
+        run = start(
+            "shadow-train",
+            device=device,
+            seed=seed_list[0],
+            fmt=fmt,
+            quiet=quiet or rank > 0,
+            output_dir=resume or output_dir,
+            force=force or resume is not None,
+            threads=threads,
+            writes=rank == 0,
+            options=opts,
+        )
         lm = None
         if opts["from_"]:
-            lm = load_model(opts["from_"], weights=str(opts["weights"]), arch=opts["arch"], trust_pickle=bool(opts["trust_pickle"]),
-                            input_shape=opts["input_shape"], quiet=run.quiet)
+            lm = load_model(
+                opts["from_"],
+                weights=str(opts["weights"]),
+                arch=opts["arch"],
+                trust_pickle=bool(opts["trust_pickle"]),
+                input_shape=opts["input_shape"],
+                quiet=run.quiet,
+            )
         run.log(f"[dim]loading {opts['dataset'] or 'the bundled digits'}…[/dim]")
         setup = sh.setup(
-            opts["dataset"], from_model=lm, arch=opts["arch"], new_head=bool(opts["new_head"]), input_shape=opts["input_shape"],
-            layer=str(opts["layer"]), settings=base_settings, seed=seed_list[0], data_dir=opts["data_dir"],
-            download=bool(opts["download"]), test_fraction=float(opts["test_fraction"]), val_fraction=float(opts["val_fraction"]),
-            split_seed=int(opts["split_seed"]), train_size=opts["train_size"], test_size=opts["test_size"])
+            opts["dataset"],
+            from_model=lm,
+            arch=opts["arch"],
+            new_head=bool(opts["new_head"]),
+            input_shape=opts["input_shape"],
+            layer=str(opts["layer"]),
+            settings=base_settings,
+            seed=seed_list[0],
+            data_dir=opts["data_dir"],
+            download=bool(opts["download"]),
+            test_fraction=float(opts["test_fraction"]),
+            val_fraction=float(opts["val_fraction"]),
+            split_seed=int(opts["split_seed"]),
+            train_size=opts["train_size"],
+            test_size=opts["test_size"],
+        )
         data, spec, settings = setup.data, setup.spec, setup.settings
-        run.log(f"[dim]{spec.source}; SHADOW from {setup.layer_name}; {len(arm_list)} arms x {len(seed_list)} seeds x "
-                f"{train_cfg.epochs} epochs on {len(data.train)} examples{f' ({world} processes)' if world > 1 else ''}[/dim]")
-        state_dir = (run.output.path if run.output is not None else Path(resume or output_dir or ".")) / "checkpoints"
+        run.log(
+            f"[dim]{spec.source}; SHADOW from {setup.layer_name}; {len(arm_list)} arms x {len(seed_list)} seeds x "
+            f"{train_cfg.epochs} epochs on {len(data.train)} examples{f' ({world} processes)' if world > 1 else ''}[/dim]"
+        )
+        state_dir = (
+            run.output.path if run.output is not None else Path(resume or output_dir or ".")
+        ) / "checkpoints"
         if run.output is not None:
             if resume is None:
-                run.output.write_json(SHADOW_SETTINGS_FILE, {"command": "shadow-train", "options": opts})
+                run.output.write_json(
+                    SHADOW_SETTINGS_FILE, {"command": "shadow-train", "options": opts}
+                )
             elif SHADOW_SETTINGS_FILE not in run.output.written:
                 run.output.written.append(SHADOW_SETTINGS_FILE)
         steps = -(-len(data.train) // train_cfg.batch_size)
@@ -631,30 +1090,60 @@ def shadow_train_cmd(
                         bar.update(task, completed=base + ev.epoch * steps, description=head)
                     elif ev.kind == "batch_end":
                         last["loss"] = ev.loss
-                        errs = f" test {100 * last['test']:.2f}% synth {100 * last['synth']:.2f}%" if "test" in last else ""
-                        bar.update(task, completed=base + (ev.epoch - 1) * steps + ev.step,
-                                   description=f"{head} loss {ev.loss:.3f}{errs}")
+                        errs = (
+                            f" test {100 * last['test']:.2f}% synth {100 * last['synth']:.2f}%"
+                            if "test" in last
+                            else ""
+                        )
+                        bar.update(
+                            task,
+                            completed=base + (ev.epoch - 1) * steps + ev.step,
+                            description=f"{head} loss {ev.loss:.3f}{errs}",
+                        )
                     elif ev.kind == "epoch_end" and ev.row is not None:
                         last["test"] = float(ev.row.get("test_error", float("nan")))
                         last["synth"] = float(ev.row.get("synthetic_test_error", float("nan")))
                     elif ev.kind == "fit_end":
-                        run.log(f"{arm.name:>16} seed {seed}: test error {100 * last.get('test', float('nan')):.2f}%, "
-                                f"synthetic {100 * last.get('synth', float('nan')):.2f}%")
+                        run.log(
+                            f"{arm.name:>16} seed {seed}: test error {100 * last.get('test', float('nan')):.2f}%, "
+                            f"synthetic {100 * last.get('synth', float('nan')):.2f}%"
+                        )
                         last.clear()
 
-                results = sh.run_experiment(data, spec, arm_list, seed_list, settings, train_cfg, device=run.device,
-                                            state_dir=state_dir, resume=resume is not None, on_event=on_event)
+                results = sh.run_experiment(
+                    data,
+                    spec,
+                    arm_list,
+                    seed_list,
+                    settings,
+                    train_cfg,
+                    device=run.device,
+                    state_dir=state_dir,
+                    resume=resume is not None,
+                    on_event=on_event,
+                )
         except KeyboardInterrupt:
             if run.output is not None and rank == 0:
-                err.print(f"[yellow]stopped; continue where it stopped with `netprobe shadow-train --resume {run.output.path}`[/yellow]",
-                          highlight=False)
+                err.print(
+                    f"[yellow]stopped; continue where it stopped with `netprobe shadow-train --resume {run.output.path}`[/yellow]",
+                    highlight=False,
+                )
             raise
     if rank != 0 or run.output is None:
         return
-    settings_rec = {**{k.rstrip("_"): v for k, v in opts.items()}, "layer_name": setup.layer_name,
-                    "layer_index": settings.layer, "world_size": world}
-    model_rec = {"source": spec.source, "arch": spec.arch, "arch_kwargs": spec.arch_kwargs,
-                 "input_shape": list(spec.input_shape), "from": spec.provenance or None}
+    settings_rec = {
+        **{k.rstrip("_"): v for k, v in opts.items()},
+        "layer_name": setup.layer_name,
+        "layer_index": settings.layer,
+        "world_size": world,
+    }
+    model_rec = {
+        "source": spec.source,
+        "arch": spec.arch,
+        "arch_kwargs": spec.arch_kwargs,
+        "input_shape": list(spec.input_shape),
+        "from": spec.provenance or None,
+    }
     report = sh.summarise(results, settings=settings_rec, data=data.info, model=model_rec)
     run.log("[dim]writing curves, grids, checkpoints…[/dim]")
     sh.write_outputs(run.output, report, results, data, spec, settings, grid=int(opts["grid"]))
@@ -671,23 +1160,61 @@ def shadow_train_cmd(
 # ---------------------------------------------------------------------------------------
 # netprobe check  (section owned by the check work; add the command below)
 
+
 @app.command("check")
 @command
 def check_cmd(
     targets: Annotated[
         list[str] | None,
-        typer.Argument(help="Model files, globs, folders (searched recursively), torchvision names, @list.txt.",
-                       show_default=False),
+        typer.Argument(
+            help="Model files, globs, folders (searched recursively), torchvision names, @list.txt.",
+            show_default=False,
+        ),
     ] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Rules file (default: [tool.netprobe.check] in ./pyproject.toml).")] = None,
-    init: Annotated[bool, typer.Option("--init", help="Write a commented starter config (netprobe.toml, or --config PATH) and exit.")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Models checked at once, each in its own process.")] = 1,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds per model before it is stopped (default: config, 600).")] = None,
-    baseline: Annotated[Path | None, typer.Option("--baseline", help="JSON lines of an earlier run (--json): flag drift beyond tolerances.")] = None,
-    shard_: Annotated[str | None, typer.Option("--shard", help="K/N: check only the K-th of N deterministic shards.")] = None,
-    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML (one testcase per model and rule).")] = None,
-    json_: Annotated[Path | None, typer.Option("--json", help="Write JSON lines (one per model).")] = None,
-    markdown_: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary (for a pull-request comment).")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Rules file (default: [tool.netprobe.check] in ./pyproject.toml)."
+        ),
+    ] = None,
+    init: Annotated[
+        bool,
+        typer.Option(
+            "--init",
+            help="Write a commented starter config (netprobe.toml, or --config PATH) and exit.",
+        ),
+    ] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="Models checked at once, each in its own process.")
+    ] = 1,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout", help="Seconds per model before it is stopped (default: config, 600)."
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            help="JSON lines of an earlier run (--json): flag drift beyond tolerances.",
+        ),
+    ] = None,
+    shard_: Annotated[
+        str | None,
+        typer.Option("--shard", help="K/N: check only the K-th of N deterministic shards."),
+    ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option("--junit", help="Write JUnit XML (one testcase per model and rule)."),
+    ] = None,
+    json_: Annotated[
+        Path | None, typer.Option("--json", help="Write JSON lines (one per model).")
+    ] = None,
+    markdown_: Annotated[
+        Path | None,
+        typer.Option("--markdown", help="Write a Markdown summary (for a pull-request comment)."),
+    ] = None,
     weights: WeightsOpt = "default",
     arch: ArchOpt = None,
     trust_pickle: TrustPickleOpt = False,
@@ -709,16 +1236,25 @@ def check_cmd(
     if init:
         dest = config or Path("netprobe.toml")
         if dest.exists() and not force:
-            raise OptionError(f"{dest}: exists", hint="pass --force to overwrite it, or --config OTHER.toml")
+            raise OptionError(
+                f"{dest}: exists", hint="pass --force to overwrite it, or --config OTHER.toml"
+            )
         atomic_write_text(dest, chk.STARTER_CONFIG)
-        err.print(f"wrote {dest}; use it with --config {dest}, or copy its table into pyproject.toml", highlight=False)
+        err.print(
+            f"wrote {dest}; use it with --config {dest}, or copy its table into pyproject.toml",
+            highlight=False,
+        )
         return
     if not targets:
-        raise OptionError("no models to check", hint="pass files, folders, globs, names or @list.txt (see --help)")
+        raise OptionError(
+            "no models to check", hint="pass files, folders, globs, names or @list.txt (see --help)"
+        )
     if jobs < 1:
         raise OptionError(f"--jobs {jobs}: must be at least 1", hint="e.g. --jobs 2")
     if timeout is not None and timeout <= 0:
-        raise OptionError(f"--timeout {timeout:g}: must be positive", hint="seconds, e.g. --timeout 600")
+        raise OptionError(
+            f"--timeout {timeout:g}: must be positive", hint="seconds, e.g. --timeout 600"
+        )
     run = start("check", device=device, seed=seed, fmt=fmt, quiet=quiet, writes=False)
     cfg = chk.load_config(config)
     which = chk.parse_shard(shard_)
@@ -728,16 +1264,33 @@ def check_cmd(
             raise OptionError(f"{target}: is a folder", hint="give a file path")
     todo = chk.shard(chk.expand_targets(targets), which)
     if not todo:
-        raise NothingToAnalyseError("no models to check after expanding the targets" + (f" and taking shard {shard_}" if which else ""),
-                                    hint="check the paths and globs")
+        raise NothingToAnalyseError(
+            "no models to check after expanding the targets"
+            + (f" and taking shard {shard_}" if which else ""),
+            hint="check the paths and globs",
+        )
     run.log(f"[dim]checking {len(todo)} models with {jobs} workers; rules from {cfg.source}[/dim]")
-    opts = {"weights": weights, "arch": arch, "trust_pickle": trust_pickle, "device": run.device, "seed": seed,
-            "threads": threads}
+    opts = {
+        "weights": weights,
+        "arch": arch,
+        "trust_pickle": trust_pickle,
+        "device": run.device,
+        "seed": seed,
+        "threads": threads,
+    }
     t0 = time.time()
     with run.progress() as bar:
         task = bar.add_task("check", total=len(todo))
-        results = chk.run_checks(todo, cfg, jobs=jobs, timeout=timeout, opts=opts,
-                                 on_done=lambda r: bar.update(task, advance=1, description=f"{r.status} {Path(r.model).name}"))
+        results = chk.run_checks(
+            todo,
+            cfg,
+            jobs=jobs,
+            timeout=timeout,
+            opts=opts,
+            on_done=lambda r: bar.update(
+                task, advance=1, description=f"{r.status} {Path(r.model).name}"
+            ),
+        )
     if prev is not None:
         results = chk.compare_baseline(results, prev, cfg)
     seconds = time.time() - t0
@@ -747,14 +1300,33 @@ def check_cmd(
         atomic_write_text(json_, chk.json_lines(results))
     if markdown_:
         atomic_write_text(markdown_, chk.markdown(results))
-    rows = [{"model": r.model, "rule": x.rule, "status": x.status, "value": x.value, "threshold": x.threshold,
-             "layer": x.layer, "message": x.message} for r in results for x in r.rules]
+    rows = [
+        {
+            "model": r.model,
+            "rule": x.rule,
+            "status": x.status,
+            "value": x.value,
+            "threshold": x.threshold,
+            "layer": x.layer,
+            "message": x.message,
+        }
+        for r in results
+        for x in r.rules
+    ]
     import pandas as pd
 
-    emit(run, pd.DataFrame(rows), [r.to_dict() for r in results], chk.markdown(results), check_table(results))
+    emit(
+        run,
+        pd.DataFrame(rows),
+        [r.to_dict() for r in results],
+        chk.markdown(results),
+        check_table(results),
+    )
     code = chk.exit_code(results)
     n = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error")}
-    run.log(f"{len(results)} models: {n['pass']} passed, {n['fail']} failed, {n['error']} errors in {seconds:.1f} s")
+    run.log(
+        f"{len(results)} models: {n['pass']} passed, {n['fail']} failed, {n['error']} errors in {seconds:.1f} s"
+    )
     if code:
         raise typer.Exit(code)
 

@@ -21,15 +21,27 @@ class ModelLayers:
     def rows(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for w in self.weight:
-            rows.append({
-                "section": "weight", "name": w.name, "module": w.module_path, "type": w.kind,
-                "shape": "x".join(map(str, w.matrix_shape)), "params": w.params,
-            })
+            rows.append(
+                {
+                    "section": "weight",
+                    "name": w.name,
+                    "module": w.module_path,
+                    "type": w.kind,
+                    "shape": "x".join(map(str, w.matrix_shape)),
+                    "params": w.params,
+                }
+            )
         for h in self.hidden:
-            rows.append({
-                "section": "hidden", "name": h.name, "module": h.where, "type": h.op,
-                "shape": "x".join(map(str, h.shape)), "params": h.size,
-            })
+            rows.append(
+                {
+                    "section": "hidden",
+                    "name": h.name,
+                    "module": h.where,
+                    "type": h.op,
+                    "shape": "x".join(map(str, h.shape)),
+                    "params": h.size,
+                }
+            )
         return rows
 
     def to_frame(self) -> Any:
@@ -42,12 +54,25 @@ class ModelLayers:
             "model": self.model,
             "input_shape": list(self.input_shape) if self.input_shape else None,
             "weight_layers": [
-                {"name": w.name, "module": w.module_path, "type": w.kind, "tensor_shape": list(w.tensor_shape),
-                 "matrix_shape": list(w.matrix_shape), "params": w.params}
+                {
+                    "name": w.name,
+                    "module": w.module_path,
+                    "type": w.kind,
+                    "tensor_shape": list(w.tensor_shape),
+                    "matrix_shape": list(w.matrix_shape),
+                    "params": w.params,
+                }
                 for w in self.weight
             ],
             "hidden_layers": [
-                {"name": h.name, "module": h.module_path, "where": h.where, "op": h.op, "shape": list(h.shape), "units": h.size}
+                {
+                    "name": h.name,
+                    "module": h.module_path,
+                    "where": h.where,
+                    "op": h.op,
+                    "shape": list(h.shape),
+                    "units": h.size,
+                }
                 for h in self.hidden
             ],
             "hidden_note": self.hidden_note,
@@ -59,7 +84,11 @@ class ModelLayers:
         text = f"# Layers of {self.model}\n\n## Weight layers\n\n"
         text += markdown_table(r for r in self.rows() if r["section"] == "weight")
         text += "\n## Hidden layers\n\n"
-        text += markdown_table(r for r in self.rows() if r["section"] == "hidden") if self.hidden else f"_{self.hidden_note}_\n"
+        text += (
+            markdown_table(r for r in self.rows() if r["section"] == "hidden")
+            if self.hidden
+            else f"_{self.hidden_note}_\n"
+        )
         return text
 
 

@@ -130,7 +130,9 @@ def as_matrix(layer: WeightLayer, tensors: Mapping[str, torch.Tensor]) -> torch.
 RECTIFIER_MODULES = (nn.ReLU, nn.LeakyReLU, nn.ReLU6)
 
 
-def _is_rectifier(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+def _is_rectifier(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str | None:
     """Name of the rectifier ``func`` computes, or None."""
     if func in (F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_, F.relu_):
         return "relu"
@@ -198,7 +200,10 @@ class RectifierMode(TorchFunctionMode):
     def __init__(
         self,
         module: nn.Module | None,
-        on_rectifier: Callable[[RectifierCall, Callable[..., Any], tuple[Any, ...], dict[str, Any]], torch.Tensor | None]
+        on_rectifier: Callable[
+            [RectifierCall, Callable[..., Any], tuple[Any, ...], dict[str, Any]],
+            torch.Tensor | None,
+        ]
         | None = None,
     ) -> None:
         super().__init__()
@@ -337,7 +342,9 @@ def trace_hidden(
     _check_traceable(model)
     acts: list[torch.Tensor] = []
 
-    def record(call: RectifierCall, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    def record(
+        call: RectifierCall, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> torch.Tensor:
         out = func(*args, **kwargs)
         acts.append(out)
         if upto is not None and call.index >= upto:

@@ -128,7 +128,12 @@ def sniff(path: Path) -> str:
         if head[2:14] == b"\x8a\x0a" + bytes.fromhex("6cfc9c46f9206aa85019"):
             return "legacy-torch"
         return "pickle"
-    if head[:1] == b"\x08" and len(head) > 3 and head[1] < 0x20 and head[2] in (0x12, 0x1A, 0x22, 0x3A, 0x42):
+    if (
+        head[:1] == b"\x08"
+        and len(head) > 3
+        and head[1] < 0x20
+        and head[2] in (0x12, 0x1A, 0x22, 0x3A, 0x42)
+    ):
         return "onnx"
     for magic, what in (
         (b"\x89PNG", "a PNG image"),
@@ -172,7 +177,11 @@ def pickle_globals(data: bytes) -> list[str]:
                         out.append(f"{strings[-2]}.{strings[-1]}")
                     else:
                         out.append("<unknown>")
-                elif isinstance(arg, str) and "UNICODE" in name or name in ("SHORT_BINSTRING", "BINSTRING", "STRING"):
+                elif (
+                    isinstance(arg, str)
+                    and "UNICODE" in name
+                    or name in ("SHORT_BINSTRING", "BINSTRING", "STRING")
+                ):
                     last = arg if isinstance(arg, str) else str(arg)
                     strings.append(last)
                     continue
@@ -232,7 +241,9 @@ def _unsafe_globals(path: Path) -> list[str]:
     return [
         g
         for g in found
-        if g not in allowed and not g.startswith(("torch._utils.", "torch.serialization.")) and g != "<unknown>"
+        if g not in allowed
+        and not g.startswith(("torch._utils.", "torch.serialization."))
+        and g != "<unknown>"
         and not (g.startswith("torch.") and g.endswith("Storage"))
     ]
 
@@ -264,7 +275,9 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
         if trust_pickle:
-            raise LoadError(f"{path}: corrupt pickle data ({_first_line(e)})", hint="re-save the file") from e
+            raise LoadError(
+                f"{path}: corrupt pickle data ({_first_line(e)})", hint="re-save the file"
+            ) from e
         raise _refuse_pickle(path, e) from e
     except (AttributeError, ModuleNotFoundError, ImportError) as e:
         raise LoadError(
@@ -307,7 +320,11 @@ def _as_state_dict(obj: Any, where: str) -> dict[str, torch.Tensor]:
     if isinstance(obj, Mapping):
         for key in WRAPPER_KEYS:
             inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and any(isinstance(v, torch.Tensor) for v in inner.values()):
+            if (
+                isinstance(inner, Mapping)
+                and inner
+                and any(isinstance(v, torch.Tensor) for v in inner.values())
+            ):
                 obj = inner
                 break
             if isinstance(inner, nn.Module):
@@ -321,7 +338,9 @@ def _as_state_dict(obj: Any, where: str) -> dict[str, torch.Tensor]:
                 "{'state_dict': ...}, {'model': ...} or {'model_state_dict': ...}",
             )
         if not obj:
-            raise LoadError(f"{where}: the state dict is empty", hint="save the model's state_dict()")
+            raise LoadError(
+                f"{where}: the state dict is empty", hint="save the model's state_dict()"
+            )
         return _strip(obj)
     raise LoadError(
         f"{where}: holds a {type(obj).__name__}, not a state dict or model",
@@ -335,7 +354,9 @@ def load_state_dict_file(path: Path, trust_pickle: bool = False) -> dict[str, to
     return lm.tensors
 
 
-def _load_into(module: nn.Module, sd: Mapping[str, torch.Tensor], where: str, arch: str) -> nn.Module:
+def _load_into(
+    module: nn.Module, sd: Mapping[str, torch.Tensor], where: str, arch: str
+) -> nn.Module:
     own = module.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
@@ -344,7 +365,9 @@ def _load_into(module: nn.Module, sd: Mapping[str, torch.Tensor], where: str, ar
         bits = []
         if mismatched:
             k = mismatched[0]
-            bits.append(f"{len(mismatched)} shape mismatches (e.g. {k}: file {tuple(sd[k].shape)}, {arch} {tuple(own[k].shape)})")
+            bits.append(
+                f"{len(mismatched)} shape mismatches (e.g. {k}: file {tuple(sd[k].shape)}, {arch} {tuple(own[k].shape)})"
+            )
         if missing:
             bits.append(f"{len(missing)} missing (e.g. {missing[0]})")
         if unexpected:
@@ -369,7 +392,11 @@ def _sha(path: Path) -> str:
 
 def _suggest(name: str, names: list[str]) -> str:
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    return f"did you mean {', '.join(close)}?" if close else "see `python -c 'import torchvision; print(torchvision.models.list_models())'`"
+    return (
+        f"did you mean {', '.join(close)}?"
+        if close
+        else "see `python -c 'import torchvision; print(torchvision.models.list_models())'`"
+    )
 
 
 def _offline() -> bool:
@@ -384,7 +411,9 @@ def torchvision_cache_file(name: str) -> tuple[Any, Path]:
     return w, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
 
 
-def _torchvision_transform_info(w: Any) -> tuple[tuple[int, ...], tuple[float, ...], tuple[float, ...], int | None]:
+def _torchvision_transform_info(
+    w: Any,
+) -> tuple[tuple[int, ...], tuple[float, ...], tuple[float, ...], int | None]:
     t = w.transforms()
     crop = getattr(t, "crop_size", [224])
     crop = int(crop[0] if isinstance(crop, (list, tuple)) else crop)
@@ -395,15 +424,26 @@ def _torchvision_transform_info(w: Any) -> tuple[tuple[int, ...], tuple[float, .
     return (3, crop, crop), mean, std, resize
 
 
-def _load_torchvision(name: str, weights: str, weights_file: Path | None, trust_pickle: bool) -> LoadedModel:
+def _load_torchvision(
+    name: str, weights: str, weights_file: Path | None, trust_pickle: bool
+) -> LoadedModel:
     import torchvision.models as tvm
 
     enum = tvm.get_model_weights(name)
     default = enum.DEFAULT
     shape, mean, std, resize = _torchvision_transform_info(default)
     classes = list(default.meta.get("categories") or []) or None
-    lm = LoadedModel(spec=name, kind="torchvision", tensors={}, arch=name, input_shape=shape,
-                     mean=mean, std=std, resize=resize, classes=classes)
+    lm = LoadedModel(
+        spec=name,
+        kind="torchvision",
+        tensors={},
+        arch=name,
+        input_shape=shape,
+        mean=mean,
+        std=std,
+        resize=resize,
+        classes=classes,
+    )
     if weights_file is not None:
         model = tvm.get_model(name, weights=None, num_classes=len(classes) if classes else 1000)
         sd = load_state_dict_file(weights_file, trust_pickle)
@@ -420,7 +460,9 @@ def _load_torchvision(name: str, weights: str, weights_file: Path | None, trust_
                 w = enum[weights]
             except KeyError:
                 opts = ", ".join(["default", "none", *[e.name for e in enum]])
-                raise OptionError(f"--weights {weights}: not a weights name for {name}", hint=f"use one of {opts}") from None
+                raise OptionError(
+                    f"--weights {weights}: not a weights name for {name}", hint=f"use one of {opts}"
+                ) from None
         cache = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
         if not cache.is_file() and _offline():
             raise _missing_weights(name, cache)
@@ -438,7 +480,11 @@ def _load_torchvision(name: str, weights: str, weights_file: Path | None, trust_
 
 
 def _missing_weights(name: str, cache: Path, why: str | None = None) -> LoadError:
-    because = f" and the download failed ({why})" if why else " and netprobe is offline (NETPROBE_OFFLINE)"
+    because = (
+        f" and the download failed ({why})"
+        if why
+        else " and netprobe is offline (NETPROBE_OFFLINE)"
+    )
     return LoadError(
         f"{name}: weights file {cache.name} is not in {cache.parent}{because}",
         hint=f"copy {cache.name} into {cache.parent} (set TORCH_HOME to use another cache), "
@@ -446,13 +492,17 @@ def _missing_weights(name: str, cache: Path, why: str | None = None) -> LoadErro
     )
 
 
-def _load_timm(name: str, weights: str, weights_file: Path | None, trust_pickle: bool) -> LoadedModel:
+def _load_timm(
+    name: str, weights: str, weights_file: Path | None, trust_pickle: bool
+) -> LoadedModel:
     if _offline():  # read before huggingface_hub is imported
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         import timm
     except ImportError:
-        raise LoadError(f"timm:{name}: timm is not installed", hint="pip install 'netprobe[timm]'") from None
+        raise LoadError(
+            f"timm:{name}: timm is not installed", hint="pip install 'netprobe[timm]'"
+        ) from None
     if name not in timm.list_models():
         raise LoadError(f"timm:{name}: unknown timm model", hint=_suggest(name, timm.list_models()))
     pretrained = weights.lower() != "none" and weights_file is None
@@ -468,9 +518,17 @@ def _load_timm(name: str, weights: str, weights_file: Path | None, trust_pickle:
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     shape = tuple(int(v) for v in cfg.get("input_size", (3, 224, 224)))
     return LoadedModel(
-        spec=f"timm:{name}", kind="timm", tensors=dict(model.state_dict()), module=model, arch=f"timm:{name}",
-        input_shape=shape, mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))), std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
-        weights="pretrained" if pretrained else ("file" if weights_file else "random initialisation"),
+        spec=f"timm:{name}",
+        kind="timm",
+        tensors=dict(model.state_dict()),
+        module=model,
+        arch=f"timm:{name}",
+        input_shape=shape,
+        mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+        std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+        weights="pretrained"
+        if pretrained
+        else ("file" if weights_file else "random initialisation"),
     )
 
 
@@ -488,7 +546,9 @@ def _from_checkpoint(obj: Mapping[str, Any], lm: LoadedModel) -> LoadedModel:
     lm.mean = tuple(obj["mean"]) if obj.get("mean") is not None else None
     lm.std = tuple(obj["std"]) if obj.get("std") is not None else None
     lm.classes = list(obj["classes"]) if obj.get("classes") else None
-    lm.meta = {k: v for k, v in obj.items() if k not in ("state_dict",) and not isinstance(v, torch.Tensor)}
+    lm.meta = {
+        k: v for k, v in obj.items() if k not in ("state_dict",) and not isinstance(v, torch.Tensor)
+    }
     lm.weights = "netprobe checkpoint"
     return lm
 
@@ -519,9 +579,14 @@ def _rectifiers_as_torch_functions(gm: Any) -> Any:
     return gm
 
 
-def _load_file(path: Path, arch: str | None, trust_pickle: bool, input_shape: tuple[int, ...] | None) -> LoadedModel:
+def _load_file(
+    path: Path, arch: str | None, trust_pickle: bool, input_shape: tuple[int, ...] | None
+) -> LoadedModel:
     if not path.exists():
-        raise LoadError(f"{path}: no such file", hint="check the path, or give a torchvision model name such as alexnet")
+        raise LoadError(
+            f"{path}: no such file",
+            hint="check the path, or give a torchvision model name such as alexnet",
+        )
     if path.is_dir():
         raise LoadError(
             f"{path}: is a folder, not a model file",
@@ -530,8 +595,17 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, input_shape: tu
     try:
         fmt = sniff(path)
     except OSError as e:
-        raise LoadError(f"{path}: cannot be read ({_first_line(e)})", hint="check its permissions") from e
-    lm = LoadedModel(spec=str(path), kind="state_dict", tensors={}, path=path, sha256=_sha(path), input_shape=input_shape)
+        raise LoadError(
+            f"{path}: cannot be read ({_first_line(e)})", hint="check its permissions"
+        ) from e
+    lm = LoadedModel(
+        spec=str(path),
+        kind="state_dict",
+        tensors={},
+        path=path,
+        sha256=_sha(path),
+        input_shape=input_shape,
+    )
     if fmt.startswith("unknown:"):
         raise LoadError(
             f"{path}: not a model file: it looks like {fmt.split(':', 1)[1]}",
@@ -544,7 +618,10 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, input_shape: tu
         try:
             sd = load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as e:
-            raise LoadError(f"{path}: corrupt safetensors file ({_first_line(e)})", hint="re-download or re-save it") from e
+            raise LoadError(
+                f"{path}: corrupt safetensors file ({_first_line(e)})",
+                hint="re-download or re-save it",
+            ) from e
         lm.kind, lm.tensors = "safetensors", _strip(sd)
     elif fmt == "onnx":
         lm.kind, lm.tensors = "onnx", _onnx_tensors(path)
@@ -552,13 +629,19 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, input_shape: tu
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:  # noqa: BLE001 - TorchScript raises its own error types
-            raise LoadError(f"{path}: corrupt TorchScript archive ({_first_line(e)})", hint="re-save it with torch.jit.save") from e
+            raise LoadError(
+                f"{path}: corrupt TorchScript archive ({_first_line(e)})",
+                hint="re-save it with torch.jit.save",
+            ) from e
         lm.kind, lm.module, lm.tensors = "torchscript", module, dict(module.state_dict())
     elif fmt == "export":
         try:
             ep = torch.export.load(str(path))
         except Exception as e:  # noqa: BLE001
-            raise LoadError(f"{path}: corrupt torch.export archive ({_first_line(e)})", hint="re-save it with torch.export.save") from e
+            raise LoadError(
+                f"{path}: corrupt torch.export archive ({_first_line(e)})",
+                hint="re-save it with torch.export.save",
+            ) from e
         module = _rectifiers_as_torch_functions(ep.module())
         lm.kind, lm.module = "export", module
         lm.tensors = {k: v for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
@@ -589,7 +672,9 @@ def _load_file(path: Path, arch: str | None, trust_pickle: bool, input_shape: tu
         if lm.input_shape is None and arch.removeprefix("torchvision:") in _tv_names():
             import torchvision.models as tvm
 
-            shape, mean, std, resize = _torchvision_transform_info(tvm.get_model_weights(arch.removeprefix("torchvision:")).DEFAULT)
+            shape, mean, std, resize = _torchvision_transform_info(
+                tvm.get_model_weights(arch.removeprefix("torchvision:")).DEFAULT
+            )
             lm.input_shape, lm.mean, lm.std, lm.resize = shape, mean, std, resize
     if not lm.tensors:
         raise LoadError(f"{path}: holds no weight tensors", hint="save the model's state_dict()")
@@ -601,7 +686,10 @@ def _onnx_tensors(path: Path) -> dict[str, torch.Tensor]:
         import onnx
         from onnx import numpy_helper
     except ImportError:
-        raise LoadError(f"{path}: reading ONNX files needs the onnx package", hint="pip install 'netprobe[onnx]'") from None
+        raise LoadError(
+            f"{path}: reading ONNX files needs the onnx package",
+            hint="pip install 'netprobe[onnx]'",
+        ) from None
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf decode errors
@@ -640,7 +728,10 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
     except ValueError:
         shape = ()
     if not shape or any(v <= 0 for v in shape):
-        raise OptionError(f"--input-shape {text}: expected positive integers like 3,224,224", hint="give C,H,W for images or N for vectors")
+        raise OptionError(
+            f"--input-shape {text}: expected positive integers like 3,224,224",
+            hint="give C,H,W for images or N for vectors",
+        )
     return shape
 
 
@@ -670,7 +761,9 @@ def load(
         return lm
     s = str(spec)
     try:
-        if not isinstance(spec, os.PathLike) and not Path(s).is_file() and s in _tv_names():  # files skip the torchvision import
+        if (
+            not isinstance(spec, os.PathLike) and not Path(s).is_file() and s in _tv_names()
+        ):  # files skip the torchvision import
             lm = _load_torchvision(s, weights, wf, trust_pickle)
             if input_shape is not None:
                 lm.input_shape = input_shape
@@ -682,14 +775,22 @@ def load(
             return lm
         path = Path(s).expanduser()
         if not path.exists() and os.sep not in s and "." not in s:
-            raise LoadError(f"unknown model '{s}': not a torchvision model name nor a file", hint=_suggest(s, _tv_names()))
+            raise LoadError(
+                f"unknown model '{s}': not a torchvision model name nor a file",
+                hint=_suggest(s, _tv_names()),
+            )
         if wf is not None:
-            raise OptionError("--weights-file goes with a torchvision model name", hint="for a file MODEL, pass the file itself")
+            raise OptionError(
+                "--weights-file goes with a torchvision model name",
+                hint="for a file MODEL, pass the file itself",
+            )
         return _load_file(path, arch, trust_pickle, input_shape)
     except NetprobeError:
         raise
     except MemoryError as e:
-        raise LoadError(f"{s}: out of memory while loading", hint="free memory or use a smaller model") from e
+        raise LoadError(
+            f"{s}: out of memory while loading", hint="free memory or use a smaller model"
+        ) from e
 
 
 def save_checkpoint(

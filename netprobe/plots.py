@@ -20,7 +20,10 @@ def new_figure(width: float = 6.4, height: float = 4.8, **kw: Any) -> Figure:
 
 # --- randomness (section owned by the randomness work) -----------------------------------
 
-def randomness_layer_grid(layers: list[Any], refs: dict[str, Any] | None = None, title: str = "") -> Figure:
+
+def randomness_layer_grid(
+    layers: list[Any], refs: dict[str, Any] | None = None, title: str = ""
+) -> Figure:
     """One row per layer: the singular values of W / (sigma sqrt(N)) against the
     Marchenko–Pastur (quarter-circle when square) density and a same-shape Gaussian matrix;
     the entries' histogram on a log axis with the fitted Gaussian; a normal Q–Q plot.
@@ -51,22 +54,48 @@ def randomness_layer_grid(layers: list[Any], refs: dict[str, Any] | None = None,
                 nodes = np.sqrt(np.clip(layer.arrays["slq_nodes"].ravel(), 0, None)) / scale
                 hi = max(float(nodes.max()), s.edge) * 1.05
                 bins = np.linspace(0, hi, 60)
-                ax_s.hist(nodes, bins=bins, weights=layer.arrays["slq_weights"].ravel() / len(layer.arrays["slq_nodes"]),
-                          density=True, color="#4c72b0", alpha=0.75, label="W (SLQ)")
+                ax_s.hist(
+                    nodes,
+                    bins=bins,
+                    weights=layer.arrays["slq_weights"].ravel() / len(layer.arrays["slq_nodes"]),
+                    density=True,
+                    color="#4c72b0",
+                    alpha=0.75,
+                    label="W (SLQ)",
+                )
             ref = refs.get(layer.name)
             if ref is not None:
-                ax_s.hist(np.asarray(ref) / scale, bins=bins, density=True, histtype="step", color="0.35",
-                          label="Gaussian, same shape")
+                ax_s.hist(
+                    np.asarray(ref) / scale,
+                    bins=bins,
+                    density=True,
+                    histtype="step",
+                    color="0.35",
+                    label="Gaussian, same shape",
+                )
             xs = np.linspace(1e-4, hi, 400)
-            ax_s.plot(xs, sv_pdf(xs, s.aspect), color="#c44e52", lw=1.4,
-                      label="quarter circle" if s.aspect == 1 else f"MP (λ={s.aspect:.2g})")
+            ax_s.plot(
+                xs,
+                sv_pdf(xs, s.aspect),
+                color="#c44e52",
+                lw=1.4,
+                label="quarter circle" if s.aspect == 1 else f"MP (λ={s.aspect:.2g})",
+            )
             ax_s.axvline(s.edge, color="#c44e52", ls=":", lw=0.8)
             ax_s.set_title(f"{tag}\nKS {s.ks:.3g} (p {s.ks_p:.2g}), spikes {s.spikes}", fontsize=8)
             ax_s.set_xlabel("singular value / (σ√N)", fontsize=7)
             ax_s.legend(fontsize=6, frameon=False)
         else:
-            ax_s.text(0.5, 0.5, "no spectrum\n" + (layer.reason or ""), ha="center", va="center", fontsize=7,
-                      transform=ax_s.transAxes, wrap=True)
+            ax_s.text(
+                0.5,
+                0.5,
+                "no spectrum\n" + (layer.reason or ""),
+                ha="center",
+                va="center",
+                fontsize=7,
+                transform=ax_s.transAxes,
+                wrap=True,
+            )
             ax_s.set_title(tag, fontsize=8)
         x = np.asarray(layer.arrays.get("sample", []), dtype=np.float64)
         e = layer.entries
@@ -78,8 +107,10 @@ def randomness_layer_grid(layers: list[Any], refs: dict[str, Any] | None = None,
             ax_h.plot(g, np.exp(-0.5 * g * g) / math.sqrt(2 * math.pi), color="#c44e52", lw=1.2)
             ax_h.set_yscale("log")
             ax_h.set_ylim(bottom=0.5 / len(z))
-            ax_h.set_title(f"entries: kurtosis {e.kurtosis:.2g}, KS {e.ks:.3g} (p {e.ks_p:.2g}), best {e.best_fit}",
-                           fontsize=8)
+            ax_h.set_title(
+                f"entries: kurtosis {e.kurtosis:.2g}, KS {e.ks:.3g} (p {e.ks_p:.2g}), best {e.best_fit}",
+                fontsize=8,
+            )
             ax_h.set_xlabel("(w - mean) / std", fontsize=7)
             q = ndtri((np.arange(1, len(z) + 1) - 0.5) / len(z))
             ax_q.plot(q, np.sort(z), ".", ms=1.5, color="#55a868")
@@ -114,9 +145,21 @@ def randomness_summary(report: Any) -> Figure:
 
     markers = {"entries": "o", "independence": "s", "spectrum": "^", "spikes": "D"}
     for t, mk in markers.items():
-        ax_p.plot(idx, [nlp(layer.pvalues.get(t, math.nan)) for layer in layers], mk, ms=4, label=t, alpha=0.8)
-    ax_p.axhline(-math.log10(report.thresholds.per_test), color="#c44e52", ls="--", lw=1,
-                 label=f"structured (p < {report.thresholds.per_test:.3g})")
+        ax_p.plot(
+            idx,
+            [nlp(layer.pvalues.get(t, math.nan)) for layer in layers],
+            mk,
+            ms=4,
+            label=t,
+            alpha=0.8,
+        )
+    ax_p.axhline(
+        -math.log10(report.thresholds.per_test),
+        color="#c44e52",
+        ls="--",
+        lw=1,
+        label=f"structured (p < {report.thresholds.per_test:.3g})",
+    )
     ax_p.set_yscale("symlog", linthresh=2)
     ax_p.set_ylim(bottom=0)
     ax_p.set_ylabel("-log10 p")
@@ -131,27 +174,60 @@ def randomness_summary(report: Any) -> Figure:
     ax_e.set_yscale("symlog", linthresh=1)
     ax_e.set_ylabel("excess kurtosis")
     ax2 = ax_e.twinx()
-    ax2.plot(idx, [layer.entries.ks for layer in layers], "s", ms=3, color="#dd8452", label="entry KS")
+    ax2.plot(
+        idx, [layer.entries.ks for layer in layers], "s", ms=3, color="#dd8452", label="entry KS"
+    )
     ax2.set_ylabel("entry KS distance", color="#dd8452")
-    ax_s.plot(idx, [layer.spectrum.s_max_over_edge if layer.spectrum else math.nan for layer in layers], "^-", ms=3,
-              label="s_max / bulk edge")
+    ax_s.plot(
+        idx,
+        [layer.spectrum.s_max_over_edge if layer.spectrum else math.nan for layer in layers],
+        "^-",
+        ms=3,
+        label="s_max / bulk edge",
+    )
     ax_s.axhline(1.0, color="0.5", lw=0.8)
     ax_s.set_ylabel("s_max / edge")
     ax3 = ax_s.twinx()
-    ax3.plot(idx, [layer.spectrum.spike_fraction if layer.spectrum else math.nan for layer in layers], "D", ms=3,
-             color="#8172b2")
+    ax3.plot(
+        idx,
+        [layer.spectrum.spike_fraction if layer.spectrum else math.nan for layer in layers],
+        "D",
+        ms=3,
+        color="#8172b2",
+    )
     ax3.set_ylabel("spike fraction", color="#8172b2")
     if report.init is not None:
         init = {layer.name: layer for layer in report.init.analysed}
-        ax_e.plot(idx, [init[x.name].entries.kurtosis if x.name in init else math.nan for x in layers], "o", ms=3,
-                  color="0.6", label="fresh init")
-        ax_s.plot(idx, [init[x.name].spectrum.s_max_over_edge if x.name in init and init[x.name].spectrum else math.nan
-                        for x in layers], "^", ms=3, color="0.6", label="fresh init")
+        ax_e.plot(
+            idx,
+            [init[x.name].entries.kurtosis if x.name in init else math.nan for x in layers],
+            "o",
+            ms=3,
+            color="0.6",
+            label="fresh init",
+        )
+        ax_s.plot(
+            idx,
+            [
+                init[x.name].spectrum.s_max_over_edge
+                if x.name in init and init[x.name].spectrum
+                else math.nan
+                for x in layers
+            ],
+            "^",
+            ms=3,
+            color="0.6",
+            label="fresh init",
+        )
         ax_e.legend(fontsize=7, frameon=False)
         ax_s.legend(fontsize=7, frameon=False)
     ax_s.set_xticks(idx)
-    ax_s.set_xticklabels([layer.name for layer in layers], rotation=70, ha="right",
-                         fontsize=6 if len(layers) > 20 else 7)
+    ax_s.set_xticklabels(
+        [layer.name for layer in layers],
+        rotation=70,
+        ha="right",
+        fontsize=6 if len(layers) > 20 else 7,
+    )
     for i, layer in enumerate(layers):
         if layer.verdict == "structured":
             ax_s.get_xticklabels()[i].set_color("#c44e52")
@@ -162,7 +238,12 @@ def randomness_summary(report: Any) -> Figure:
 
 # --- reconstruct (section owned by the reconstruct work) ---------------------------------
 
-ARM_COLOURS = {"model": "tab:blue", "fresh-init": "tab:green", "permuted": "tab:orange", "random-h": "tab:red"}
+ARM_COLOURS = {
+    "model": "tab:blue",
+    "fresh-init": "tab:green",
+    "permuted": "tab:orange",
+    "random-h": "tab:red",
+}
 
 
 def _image(ax: Any, img: Any) -> None:
@@ -193,14 +274,22 @@ def reconstruction_grid(report: Any, samples: int = 4) -> Figure:
         for a, arm in enumerate(arms):
             r = s * len(arms) + a
             _image(axes[r][0], xs[s] if a == 0 else None)
-            axes[r][0].set_ylabel(f"#{s} {arm}", rotation=0, ha="right", va="center", fontsize=8,
-                                  color=ARM_COLOURS.get(arm, "black"))
+            axes[r][0].set_ylabel(
+                f"#{s} {arm}",
+                rotation=0,
+                ha="right",
+                va="center",
+                fontsize=8,
+                color=ARM_COLOURS.get(arm, "black"),
+            )
             for c, name in enumerate(layers, start=1):
                 imgs = report.images.get(f"{name}/{arm}")
                 _image(axes[r][c], imgs[s] if imgs is not None and len(imgs) > s else None)
     for c, title in enumerate(["x", *[f"x̃ from {n_}" for n_ in layers]]):
         axes[0][c].set_title(title, fontsize=8)
-    fig.suptitle(f"{report.model}: inputs and reconstructions (x̃ contrast-stretched per image)", fontsize=9)
+    fig.suptitle(
+        f"{report.model}: inputs and reconstructions (x̃ contrast-stretched per image)", fontsize=9
+    )
     return fig
 
 
@@ -219,13 +308,23 @@ def reconstruction_depth(report: Any) -> Figure:
         ax2.errorbar(xs, part["jaccard"], yerr=part["jaccard_std"], **kw)
     model = frame[frame["arm"] == "model"].sort_values("layer", key=lambda s: s.map(order))
     if len(model) and model["theory_bound"].notna().any():
-        ax1.plot([order[v] for v in model["layer"]], model["theory_bound"], ls="--", color="gray", lw=1,
-                 label="√(k/(ρn)) (model)")
+        ax1.plot(
+            [order[v] for v in model["layer"]],
+            model["theory_bound"],
+            ls="--",
+            color="gray",
+            lw=1,
+            label="√(k/(ρn)) (model)",
+        )
     top = float(frame["rel_err_scaled"].max()) if len(frame) else 1.0
     ax1.set_ylim(0, max(1.05, 1.15 * top))
     ax2.set_ylim(0, 1.02)
     for ax, title in ((ax1, "relative error after best rescale"), (ax2, "Jaccard of active units")):
-        ax.set_xticks(range(len(report.layers)), [i.name for i in report.layers], rotation=45 if len(report.layers) > 8 else 0)
+        ax.set_xticks(
+            range(len(report.layers)),
+            [i.name for i in report.layers],
+            rotation=45 if len(report.layers) > 8 else 0,
+        )
         ax.set_xlabel("hidden layer")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
@@ -238,8 +337,12 @@ def reconstruction_depth(report: Any) -> Figure:
 
 # --- shadow-train (section owned by the shadow-train work) -------------------------------
 
-_ARM_COLOURS = {"baseline": "tab:blue", "shadow": "tab:orange", "baseline+dropout": "tab:green",
-                "shadow+dropout": "tab:red"}
+_ARM_COLOURS = {
+    "baseline": "tab:blue",
+    "shadow": "tab:orange",
+    "baseline+dropout": "tab:green",
+    "shadow+dropout": "tab:red",
+}
 
 
 def _arm_curves(rows: list[dict[str, Any]], arm: str, key: str) -> tuple[Any, Any, Any, Any]:
@@ -252,8 +355,12 @@ def _arm_curves(rows: list[dict[str, Any]], arm: str, key: str) -> tuple[Any, An
         return np.array([]), np.array([]), np.array([]), np.array([])
     g = df.groupby("epoch")
     std = g[key].std(ddof=1).fillna(0.0)
-    return (g[key].mean().index.to_numpy(), g[key].mean().to_numpy(), std.to_numpy(),
-            g["wall_seconds"].mean().to_numpy())
+    return (
+        g[key].mean().index.to_numpy(),
+        g[key].mean().to_numpy(),
+        std.to_numpy(),
+        g["wall_seconds"].mean().to_numpy(),
+    )
 
 
 def shadow_learning_curves(rows: list[dict[str, Any]], arms: list[str]) -> Figure:
@@ -269,23 +376,34 @@ def shadow_learning_curves(rows: list[dict[str, Any]], arms: list[str]) -> Figur
         ax_e.plot(ep, 100 * m, "-o", color=c, label=arm, ms=3)
         ax_e.fill_between(ep, 100 * (m - s), 100 * (m + s), color=c, alpha=0.15, lw=0)
         for seed in sorted({r["seed"] for r in rows if r.get("arm") == arm}):
-            pts = [(r["epoch"], r["test_error"]) for r in rows if r.get("arm") == arm and r["seed"] == seed]
+            pts = [
+                (r["epoch"], r["test_error"])
+                for r in rows
+                if r.get("arm") == arm and r["seed"] == seed
+            ]
             ax_e.plot([p[0] for p in pts], [100 * p[1] for p in pts], color=c, alpha=0.3, lw=0.7)
         ax_t.plot(wall, 100 * m, "-o", color=c, label=arm, ms=3)
         ax_t.fill_between(wall, 100 * (m - s), 100 * (m + s), color=c, alpha=0.15, lw=0)
     from matplotlib.ticker import MaxNLocator
 
-    ax_e.set(xlabel="epoch", ylabel="test error (%)", title="Test error by epoch (mean ± std over seeds)")
+    ax_e.set(
+        xlabel="epoch", ylabel="test error (%)", title="Test error by epoch (mean ± std over seeds)"
+    )
     ax_e.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_t.set(xlabel="wall-clock seconds (training + test evaluation, mean over seeds)", ylabel="test error (%)",
-             title="Test error by wall-clock time")
+    ax_t.set(
+        xlabel="wall-clock seconds (training + test evaluation, mean over seeds)",
+        ylabel="test error (%)",
+        title="Test error by wall-clock time",
+    )
     for ax in (ax_e, ax_t):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return fig
 
 
-def shadow_tracking(rows: list[dict[str, Any]], arms: list[str], tracking: dict[str, Any]) -> Figure:
+def shadow_tracking(
+    rows: list[dict[str, Any]], arms: list[str], tracking: dict[str, Any]
+) -> Figure:
     """Synthetic test error (generated from the test inputs) against real test error: curves by
     epoch per arm, and every (arm, seed, epoch) as a point."""
     fig = new_figure(11, 4.2)
@@ -298,25 +416,44 @@ def shadow_tracking(rows: list[dict[str, Any]], arms: list[str], tracking: dict[
             ax_c.plot(ep, 100 * m, "-o", color=c, ms=3, label=f"{arm}: real")
         if len(ep2):
             ax_c.plot(ep2, 100 * m2, "--s", color=c, ms=3, label=f"{arm}: synthetic")
-        pts = [(r["test_error"], r["synthetic_test_error"]) for r in rows
-               if r.get("arm") == arm and r.get("synthetic_test_error") is not None]
+        pts = [
+            (r["test_error"], r["synthetic_test_error"])
+            for r in rows
+            if r.get("arm") == arm and r.get("synthetic_test_error") is not None
+        ]
         if pts:
-            ax_s.scatter([100 * p[0] for p in pts], [100 * p[1] for p in pts], color=c, s=14, alpha=0.7, label=arm)
+            ax_s.scatter(
+                [100 * p[0] for p in pts],
+                [100 * p[1] for p in pts],
+                color=c,
+                s=14,
+                alpha=0.7,
+                label=arm,
+            )
     from matplotlib.ticker import MaxNLocator
 
-    ax_c.set(xlabel="epoch", ylabel="test error (%)", title="Real (solid) and synthetic (dashed) test error")
+    ax_c.set(
+        xlabel="epoch",
+        ylabel="test error (%)",
+        title="Real (solid) and synthetic (dashed) test error",
+    )
     ax_c.xaxis.set_major_locator(MaxNLocator(integer=True))
     r = tracking.get("pooled_r")
     rtxt = f"pooled r = {r:.2f}" if isinstance(r, float) and r == r else "r: too few epochs"
-    ax_s.set(xlabel="real test error (%)", ylabel="synthetic test error (%)",
-             title=f"Every arm, seed and epoch ({rtxt})")
+    ax_s.set(
+        xlabel="real test error (%)",
+        ylabel="synthetic test error (%)",
+        title=f"Every arm, seed and epoch ({rtxt})",
+    )
     for ax in (ax_c, ax_s):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return fig
 
 
-def shadow_sample_grid(real: Any, labels: Any, synthetic: dict[str, Any], classes: list[str] | None = None) -> Figure:
+def shadow_sample_grid(
+    real: Any, labels: Any, synthetic: dict[str, Any], classes: list[str] | None = None
+) -> Figure:
     """Real test inputs (top row) and the synthetic input each arm's final net generates from
     them (one row per arm); images are (n, C, H, W) in [0, 1]."""
     import numpy as np
@@ -337,7 +474,9 @@ def shadow_sample_grid(real: Any, labels: Any, synthetic: dict[str, Any], classe
             ax.set_yticks([])
             if i == 0:
                 lab = int(labels[j])
-                ax.set_title(classes[lab] if classes and lab < len(classes) else str(lab), fontsize=8)
+                ax.set_title(
+                    classes[lab] if classes and lab < len(classes) else str(lab), fontsize=8
+                )
             if j == 0:
                 ax.set_ylabel(name, fontsize=8)
     fig.suptitle("x̃ = reverse net from h of each test input (rows: arms' final nets)", fontsize=9)

@@ -64,7 +64,9 @@ class Thresholds:
 
     def check(self) -> Thresholds:
         if not (0.0 < self.alpha < 1.0):
-            raise OptionError(f"--alpha {self.alpha}: must be between 0 and 1", hint="e.g. --alpha 0.05")
+            raise OptionError(
+                f"--alpha {self.alpha}: must be between 0 and 1", hint="e.g. --alpha 0.05"
+            )
         if self.entry_test not in ENTRY_TESTS:
             raise OptionError(f"--entry-test {self.entry_test}: unknown test", hint="use ks or ad")
         return self
@@ -82,16 +84,112 @@ class Thresholds:
 # 0.85/sqrt(n)) for Gaussian samples with fitted mean and std: D* at upper-tail levels
 # LF_LEVELS, per sample size in LF_SIZES (Monte Carlo, 100k / 100k / 10k draws, seeded:
 # rebuild with ``simulate_lilliefors_null``). Stephens (1974) gives 0.895 at 5% and 1.035 at 1%.
-LF_LEVELS = (0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.075, 0.05, 0.04, 0.03,
-             0.025, 0.02, 0.015, 0.0125, 0.01, 0.0075, 0.005, 0.0025, 0.001)
+LF_LEVELS = (
+    0.99,
+    0.9,
+    0.8,
+    0.7,
+    0.6,
+    0.5,
+    0.4,
+    0.3,
+    0.2,
+    0.15,
+    0.1,
+    0.075,
+    0.05,
+    0.04,
+    0.03,
+    0.025,
+    0.02,
+    0.015,
+    0.0125,
+    0.01,
+    0.0075,
+    0.005,
+    0.0025,
+    0.001,
+)
 LF_SIZES = (64, 1024, 16384)
 LF_TABLE = (
-    (0.3624, 0.4501, 0.4963, 0.5335, 0.5694, 0.6050, 0.6437, 0.6872, 0.7412, 0.7760, 0.8231, 0.8547,
-     0.8957, 0.9171, 0.9445, 0.9617, 0.9802, 1.0065, 1.0247, 1.0425, 1.0682, 1.1026, 1.1615, 1.2363),
-    (0.3712, 0.4586, 0.5049, 0.5426, 0.5771, 0.6122, 0.6500, 0.6930, 0.7470, 0.7825, 0.8285, 0.8606,
-     0.9028, 0.9252, 0.9536, 0.9718, 0.9930, 1.0202, 1.0360, 1.0551, 1.0821, 1.1147, 1.1674, 1.2541),
-    (0.3749, 0.4626, 0.5080, 0.5451, 0.5783, 0.6149, 0.6523, 0.6948, 0.7485, 0.7862, 0.8339, 0.8673,
-     0.9091, 0.9301, 0.9522, 0.9690, 0.9853, 1.0090, 1.0238, 1.0398, 1.0713, 1.0999, 1.1456, 1.2011),
+    (
+        0.3624,
+        0.4501,
+        0.4963,
+        0.5335,
+        0.5694,
+        0.6050,
+        0.6437,
+        0.6872,
+        0.7412,
+        0.7760,
+        0.8231,
+        0.8547,
+        0.8957,
+        0.9171,
+        0.9445,
+        0.9617,
+        0.9802,
+        1.0065,
+        1.0247,
+        1.0425,
+        1.0682,
+        1.1026,
+        1.1615,
+        1.2363,
+    ),
+    (
+        0.3712,
+        0.4586,
+        0.5049,
+        0.5426,
+        0.5771,
+        0.6122,
+        0.6500,
+        0.6930,
+        0.7470,
+        0.7825,
+        0.8285,
+        0.8606,
+        0.9028,
+        0.9252,
+        0.9536,
+        0.9718,
+        0.9930,
+        1.0202,
+        1.0360,
+        1.0551,
+        1.0821,
+        1.1147,
+        1.1674,
+        1.2541,
+    ),
+    (
+        0.3749,
+        0.4626,
+        0.5080,
+        0.5451,
+        0.5783,
+        0.6149,
+        0.6523,
+        0.6948,
+        0.7485,
+        0.7862,
+        0.8339,
+        0.8673,
+        0.9091,
+        0.9301,
+        0.9522,
+        0.9690,
+        0.9853,
+        1.0090,
+        1.0238,
+        1.0398,
+        1.0713,
+        1.0999,
+        1.1456,
+        1.2011,
+    ),
 )
 
 
@@ -159,8 +257,11 @@ def _t_loglik(z: np.ndarray, mu: float, s: float, nu: float) -> float:
     from scipy.special import gammaln
 
     u = (z - mu) / s
-    return float(len(z) * (gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * math.log(nu * math.pi) - math.log(s))
-                 - (nu + 1) / 2 * np.sum(np.log1p(u * u / nu)))
+    return float(
+        len(z)
+        * (gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * math.log(nu * math.pi) - math.log(s))
+        - (nu + 1) / 2 * np.sum(np.log1p(u * u / nu))
+    )
 
 
 def _t_fit(z: np.ndarray) -> tuple[float, float]:
@@ -210,7 +311,12 @@ def distribution_fits(x: np.ndarray) -> dict[str, float]:
     b = float(np.mean(np.abs(z - med)))
     ll_l = -n * math.log(2 * b) - n
     ll_t, dof = _t_fit(z)
-    return {"aic_gauss": 4 - 2 * ll_g, "aic_laplace": 4 - 2 * ll_l, "aic_t": 6 - 2 * ll_t, "t_dof": dof}
+    return {
+        "aic_gauss": 4 - 2 * ll_g,
+        "aic_laplace": 4 - 2 * ll_l,
+        "aic_t": 6 - 2 * ll_t,
+        "t_dof": dof,
+    }
 
 
 @dataclass(frozen=True)
@@ -248,7 +354,11 @@ def entry_moments(flat: torch.Tensor) -> tuple[float, float, float, float, int, 
     mean = s1 / n
     s2 = s3 = s4 = 0.0
     for i in range(0, n, CHUNK):
-        c = flat[i : i + CHUNK].double() if flat.dtype == torch.float64 else flat[i : i + CHUNK].float()
+        c = (
+            flat[i : i + CHUNK].double()
+            if flat.dtype == torch.float64
+            else flat[i : i + CHUNK].float()
+        )
         c = c - mean
         c2 = c * c
         s2 += float(c2.sum())
@@ -263,13 +373,17 @@ def entry_moments(flat: torch.Tensor) -> tuple[float, float, float, float, int, 
     return mean, std, skew, kurt, 0, 0
 
 
-def entry_sample(flat: torch.Tensor, rng: np.random.Generator, size: int = ENTRY_SAMPLE) -> np.ndarray:
+def entry_sample(
+    flat: torch.Tensor, rng: np.random.Generator, size: int = ENTRY_SAMPLE
+) -> np.ndarray:
     """A uniform random sample (without replacement, in random order) of ``size`` entries;
     all of them, shuffled, when fewer (so any prefix is a uniform sample too)."""
     n = flat.numel()
     if n <= size:
         return rng.permutation(flat.double().numpy())
-    return flat[torch.from_numpy(rng.choice(n, size, replace=False).astype(np.int64))].double().numpy()
+    return (
+        flat[torch.from_numpy(rng.choice(n, size, replace=False).astype(np.int64))].double().numpy()
+    )
 
 
 def entry_stats(x: np.ndarray, n: int, moments: tuple[float, float, float, float]) -> EntryStats:
@@ -278,10 +392,32 @@ def entry_stats(x: np.ndarray, n: int, moments: tuple[float, float, float, float
     ks, ks_p = lilliefors(x)
     ad, ad_p = anderson_darling(x)
     fits = distribution_fits(x[:FIT_SAMPLE] if len(x) > FIT_SAMPLE else x)
-    best = min((("gaussian", fits["aic_gauss"]), ("laplace", fits["aic_laplace"]), ("student-t", fits["aic_t"])), key=lambda t: t[1])[0]
+    best = min(
+        (
+            ("gaussian", fits["aic_gauss"]),
+            ("laplace", fits["aic_laplace"]),
+            ("student-t", fits["aic_t"]),
+        ),
+        key=lambda t: t[1],
+    )[0]
     mean, std, skew, kurt = moments
-    return EntryStats(n, mean, std, skew, kurt, len(x), ks, ks_p, ad, ad_p, best, fits["t_dof"],
-                      fits["aic_gauss"], fits["aic_laplace"], fits["aic_t"])
+    return EntryStats(
+        n,
+        mean,
+        std,
+        skew,
+        kurt,
+        len(x),
+        ks,
+        ks_p,
+        ad,
+        ad_p,
+        best,
+        fits["t_dof"],
+        fits["aic_gauss"],
+        fits["aic_laplace"],
+        fits["aic_t"],
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -324,8 +460,12 @@ class _Pairs:
         p = R.shape[0]
         d = np.diag(R)
         R2 = R * R
-        return _Pairs(p * (p - 1) // 2, float((np.abs(R).sum() - np.abs(d).sum()) / 2),
-                      float((R2.sum() - (d * d).sum()) / 2), float(((R2 * R2).sum() - (d**4).sum()) / 2))
+        return _Pairs(
+            p * (p - 1) // 2,
+            float((np.abs(R).sum() - np.abs(d).sum()) / 2),
+            float((R2.sum() - (d * d).sum()) / 2),
+            float(((R2 * R2).sum() - (d**4).sum()) / 2),
+        )
 
     def __add__(self, o: _Pairs) -> _Pairs:
         return _Pairs(self.K + o.K, self.abs + o.abs, self.sq + o.sq, self.quad + o.quad)
@@ -369,8 +509,12 @@ def _side(r: _Pairs, L: int, perm: _Pairs, p: int) -> SideStats:
     v = max(v, 0.5 * v_gauss)
     var_T = K * v
     z = (T - mu) / math.sqrt(var_T)
-    pval = float(gammaincc(mu * mu / var_T, T * mu / var_T))  # gamma(shape mu^2/var, scale var/mu) upper tail
-    return SideStats(p, L, r.abs / K, expected_abs_r(L), perm.abs / perm.K if perm.K else math.nan, z, pval)
+    pval = float(
+        gammaincc(mu * mu / var_T, T * mu / var_T)
+    )  # gamma(shape mu^2/var, scale var/mu) upper tail
+    return SideStats(
+        p, L, r.abs / K, expected_abs_r(L), perm.abs / perm.K if perm.K else math.nan, z, pval
+    )
 
 
 @dataclass(frozen=True)
@@ -394,7 +538,9 @@ def independence_stats(
     for side in ("rows", "cols"):
         p, L = (m, n) if side == "rows" else (n, m)
         small = p <= L  # this side's vectors are the smaller Gram's
-        take = np.sort(rng.choice(p, min(p, GRAM_VECTORS if small else SIDE_VECTORS), replace=False))
+        take = np.sort(
+            rng.choice(p, min(p, GRAM_VECTORS if small else SIDE_VECTORS), replace=False)
+        )
         t = torch.from_numpy(take.astype(np.int64))
         r = None
         if small and G is not None:
@@ -410,7 +556,9 @@ def independence_stats(
         perm = _Pairs(0, 0.0, 0.0, 0.0)
         for _ in range(reps):
             idx = torch.from_numpy(rng.integers(0, len(pool), size=pp * L))
-            perm = perm + _pairs_from_vectors(pool_t[idx].reshape(pp, L))  # (pp, L): W's entries, shuffled
+            perm = perm + _pairs_from_vectors(
+                pool_t[idx].reshape(pp, L)
+            )  # (pp, L): W's entries, shuffled
         out[side] = _side(r, L, perm, len(take))
     ps = [s.p for s in out.values() if math.isfinite(s.p)]
     return IndependenceStats(out["rows"], out["cols"], min(1.0, 2 * min(ps)) if ps else math.nan)
@@ -465,8 +613,20 @@ def spectrum_exact(ev: np.ndarray, k: int, N: int, method: str, alpha: float) ->
     xm = ev / max(float(ev.mean()), 1e-300)
     smp = sp.fit_sigma_mp(xm, lam)
     return SpectrumStats(
-        method, k, N, lam, math.sqrt(spk.sigma2), D, sp.spectrum_ks_pvalue(D, k - r), r, r / k, spk.p_max,
-        math.sqrt(float(ev[-1]) / (spk.sigma2 * N)), 1 + math.sqrt(lam), smp, _ww_spikes(xm, lam, smp, k),
+        method,
+        k,
+        N,
+        lam,
+        math.sqrt(spk.sigma2),
+        D,
+        sp.spectrum_ks_pvalue(D, k - r),
+        r,
+        r / k,
+        spk.p_max,
+        math.sqrt(float(ev[-1]) / (spk.sigma2 * N)),
+        1 + math.sqrt(lam),
+        smp,
+        _ww_spikes(xm, lam, smp, k),
     )
 
 
@@ -484,10 +644,24 @@ def spectrum_approx(qd: sp.Quadrature, k: int, N: int, fro2: float, alpha: float
     p = float(ndtr(-(math.log(max(D, 1e-12)) - m) / s))
     mean = fro2 / k
     smp = sp.fit_sigma_mp(qd.nodes.ravel() / mean, lam, weights=qd.weights.ravel())
-    xm = np.sort(qd.nodes, axis=1)[:, ::-1][int(np.argmax((qd.nodes > spk.threshold).sum(1)))] / mean
+    xm = (
+        np.sort(qd.nodes, axis=1)[:, ::-1][int(np.argmax((qd.nodes > spk.threshold).sum(1)))] / mean
+    )
     return SpectrumStats(
-        "slq", k, N, lam, math.sqrt(spk.sigma2), D, p, spk.count, spk.count / k, spk.p_max,
-        math.sqrt(qd.max_node() / (spk.sigma2 * N)), 1 + math.sqrt(lam), smp, _ww_spikes(xm, lam, smp, k),
+        "slq",
+        k,
+        N,
+        lam,
+        math.sqrt(spk.sigma2),
+        D,
+        p,
+        spk.count,
+        spk.count / k,
+        spk.p_max,
+        math.sqrt(qd.max_node() / (spk.sigma2 * N)),
+        1 + math.sqrt(lam),
+        smp,
+        _ww_spikes(xm, lam, smp, k),
     )
 
 
@@ -569,8 +743,22 @@ class LayerResult:
     def to_dict(self) -> dict[str, Any]:
         from .report import _jsonable
 
-        d = {k: _jsonable(getattr(self, k)) for k in ("name", "module", "kind", "tensor_shape", "matrix_shape",
-                                                       "status", "reason", "verdict", "failed", "pvalues", "seconds")}
+        d = {
+            k: _jsonable(getattr(self, k))
+            for k in (
+                "name",
+                "module",
+                "kind",
+                "tensor_shape",
+                "matrix_shape",
+                "status",
+                "reason",
+                "verdict",
+                "failed",
+                "pvalues",
+                "seconds",
+            )
+        }
         for part in ("entries", "independence", "spectrum"):
             d[part] = _jsonable(getattr(self, part))
         if self.spectrum is not None:
@@ -579,7 +767,9 @@ class LayerResult:
 
 
 def _verdict(pvalues: dict[str, float], th: Thresholds) -> tuple[tuple[str, ...], str]:
-    failed = tuple(t for t in TESTS if t in pvalues and math.isfinite(pvalues[t]) and pvalues[t] < th.per_test)
+    failed = tuple(
+        t for t in TESTS if t in pvalues and math.isfinite(pvalues[t]) and pvalues[t] < th.per_test
+    )
     return failed, ("structured" if failed else "random-like")
 
 
@@ -603,24 +793,48 @@ def analyse_matrix(
     shape = tuple(tensor_shape) if tensor_shape is not None else tuple(W.shape)
     base: dict[str, Any] = {"name": name, "module": module, "kind": kind, "tensor_shape": shape}
     if W.ndim != 2:
-        return LayerResult(**base, matrix_shape=None, status="skipped", reason=f"{W.ndim}-D tensor: no matrix view (bias, norm or scalar)")
+        return LayerResult(
+            **base,
+            matrix_shape=None,
+            status="skipped",
+            reason=f"{W.ndim}-D tensor: no matrix view (bias, norm or scalar)",
+        )
     m, n = (int(v) for v in W.shape)
     if not W.is_floating_point():
-        return LayerResult(**base, matrix_shape=(m, n), status="skipped", reason=f"{str(W.dtype).replace('torch.', '')} tensor, not floating point")
+        return LayerResult(
+            **base,
+            matrix_shape=(m, n),
+            status="skipped",
+            reason=f"{str(W.dtype).replace('torch.', '')} tensor, not floating point",
+        )
     N = m * n
     if N < MIN_ENTRIES or min(m, n) < 2:
-        return LayerResult(**base, matrix_shape=(m, n), status="skipped",
-                           reason=f"too small for the statistics: {m}x{n} = {N} entries (need >= {MIN_ENTRIES} and 2 rows and columns)")
+        return LayerResult(
+            **base,
+            matrix_shape=(m, n),
+            status="skipped",
+            reason=f"too small for the statistics: {m}x{n} = {N} entries (need >= {MIN_ENTRIES} and 2 rows and columns)",
+        )
     Wc = W.detach()
     if Wc.device.type != "cpu":
         Wc = Wc.cpu()
     flat = Wc.reshape(-1)
     *mom, nans, infs = entry_moments(flat)
     if nans or infs or not all(map(math.isfinite, mom)):
-        what = ", ".join(f"{c:,} {w}" for c, w in ((nans, "NaN"), (infs, "Inf")) if c) or "values that overflow float32 moments"
-        return LayerResult(**base, matrix_shape=(m, n), status="skipped", reason=f"contains {what} of {N:,} entries: not analysed")
+        what = (
+            ", ".join(f"{c:,} {w}" for c, w in ((nans, "NaN"), (infs, "Inf")) if c)
+            or "values that overflow float32 moments"
+        )
+        return LayerResult(
+            **base,
+            matrix_shape=(m, n),
+            status="skipped",
+            reason=f"contains {what} of {N:,} entries: not analysed",
+        )
     if mom[1] == 0:
-        return LayerResult(**base, matrix_shape=(m, n), status="skipped", reason="constant matrix (std 0)")
+        return LayerResult(
+            **base, matrix_shape=(m, n), status="skipped", reason="constant matrix (std 0)"
+        )
     sample = entry_sample(flat, rng)
     entries = entry_stats(sample, N, tuple(mom))  # type: ignore[arg-type]
     arrays: dict[str, np.ndarray] = {}
@@ -629,7 +843,9 @@ def analyse_matrix(
     spec: SpectrumStats | None = None
     G: np.ndarray | None = None
     if k >= MIN_SPECTRUM_DIM:
-        mode = spectrum if spectrum != "auto" else ("approx" if k > sp.AUTO_EXACT_MAX_DIM else "exact")
+        mode = (
+            spectrum if spectrum != "auto" else ("approx" if k > sp.AUTO_EXACT_MAX_DIM else "exact")
+        )
         Wd = W.detach().to(device) if str(device) != "cpu" else Wc
         if mode == "exact":
             ev, Gt, route = sp.exact_eigenvalues(Wd)
@@ -646,18 +862,36 @@ def analyse_matrix(
     else:
         notes.append(f"spectrum skipped: min(rows, cols) = {k} < {MIN_SPECTRUM_DIM}")
     if spec is not None and spec.spikes >= k // 2:
-        notes.append("no Marchenko-Pastur bulk: half the singular values or more lie above the fitted edge "
-                     "(spike count capped at k/2)")
+        notes.append(
+            "no Marchenko-Pastur bulk: half the singular values or more lie above the fitted edge "
+            "(spike count capped at k/2)"
+        )
     indep = independence_stats(Wc, sample, G, rng)
-    arrays["sample"] = np.sort(sample[: 4096]).astype(np.float32)  # for the histogram and Q-Q figures
-    pvalues = {"entries": entries.ks_p if th.entry_test == "ks" else entries.ad_p, "independence": indep.p}
+    arrays["sample"] = np.sort(sample[:4096]).astype(
+        np.float32
+    )  # for the histogram and Q-Q figures
+    pvalues = {
+        "entries": entries.ks_p if th.entry_test == "ks" else entries.ad_p,
+        "independence": indep.p,
+    }
     if spec is not None:
         pvalues["spectrum"] = spec.ks_p
         pvalues["spikes"] = spec.spikes_p
     failed, verdict = _verdict(pvalues, th)
-    return LayerResult(**base, matrix_shape=(m, n), status="analysed", reason="; ".join(notes), entries=entries,
-                       independence=indep, spectrum=spec, pvalues=pvalues, failed=failed, verdict=verdict,
-                       seconds=time.perf_counter() - t0, arrays=arrays)
+    return LayerResult(
+        **base,
+        matrix_shape=(m, n),
+        status="analysed",
+        reason="; ".join(notes),
+        entries=entries,
+        independence=indep,
+        spectrum=spec,
+        pvalues=pvalues,
+        failed=failed,
+        verdict=verdict,
+        seconds=time.perf_counter() - t0,
+        arrays=arrays,
+    )
 
 
 def reference_singular_values(layer: LayerResult, seed: int = 0) -> np.ndarray | None:
@@ -705,7 +939,16 @@ class RandomnessReport:
             by = {layer.name: layer.row() for layer in self.init.layers}
             for r in rows:
                 ir = by.get(r["layer"], {})
-                for c in ("std", "excess_kurtosis", "entry_ks", "spectrum_ks", "spikes", "s_max_over_edge", "verdict", "failed"):
+                for c in (
+                    "std",
+                    "excess_kurtosis",
+                    "entry_ks",
+                    "spectrum_ks",
+                    "spikes",
+                    "s_max_over_edge",
+                    "verdict",
+                    "failed",
+                ):
                     r[f"init_{c}"] = ir.get(c, math.nan if c not in ("verdict", "failed") else "")
         return rows
 
@@ -722,8 +965,11 @@ class RandomnessReport:
             "layers_analysed": len(self.analysed),
             "layers_structured": len(self.structured),
             "layers_skipped": len(self.layers) - len(self.analysed),
-            "thresholds": {"alpha": self.thresholds.alpha, "per_test_alpha": self.thresholds.per_test,
-                           "entry_test": self.thresholds.entry_test},
+            "thresholds": {
+                "alpha": self.thresholds.alpha,
+                "per_test_alpha": self.thresholds.per_test,
+                "entry_test": self.thresholds.entry_test,
+            },
             "spectrum": self.spectrum,
             "device": self.device,
             "seed": self.seed,
@@ -732,7 +978,10 @@ class RandomnessReport:
             "layers": [layer.to_dict() for layer in self.layers],
         }
         if self.init is not None:
-            d["init"] = {"method": self.init_method, **{k: v for k, v in self.init.to_dict().items() if k != "methods"}}
+            d["init"] = {
+                "method": self.init_method,
+                **{k: v for k, v in self.init.to_dict().items() if k != "methods"},
+            }
         return d
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -750,18 +999,42 @@ class RandomnessReport:
     def to_markdown(self, figures: list[tuple[str, str]] | None = None) -> str:
         from .report import markdown_table
 
-        cols = ["layer", "matrix", "std", "excess_kurtosis", "entry_ks", "entry_ks_p", "independence_p", "spectrum_ks",
-                "spectrum_ks_p", "spikes", "s_max_over_edge", "sigma_mp", "verdict", "failed"]
+        cols = [
+            "layer",
+            "matrix",
+            "std",
+            "excess_kurtosis",
+            "entry_ks",
+            "entry_ks_p",
+            "independence_p",
+            "spectrum_ks",
+            "spectrum_ks_p",
+            "spikes",
+            "s_max_over_edge",
+            "sigma_mp",
+            "verdict",
+            "failed",
+        ]
         if self.init is not None:
-            cols += ["init_excess_kurtosis", "init_spectrum_ks", "init_spikes", "init_verdict", "init_failed"]
+            cols += [
+                "init_excess_kurtosis",
+                "init_spectrum_ks",
+                "init_spikes",
+                "init_verdict",
+                "init_failed",
+            ]
         rows = [r for r in self.rows() if r["status"] == "analysed"]
         text = f"# Random-like weights: {self.model}\n\n**Verdict: {self.verdict}.** {self.summary}\n\n"
-        text += (f"Thresholds: alpha = {self.thresholds.alpha:g} over 4 tests (each at "
-                 f"{self.thresholds.per_test:.4g}); entry test {self.thresholds.entry_test}; spectra {self.spectrum}.\n\n")
+        text += (
+            f"Thresholds: alpha = {self.thresholds.alpha:g} over 4 tests (each at "
+            f"{self.thresholds.per_test:.4g}); entry test {self.thresholds.entry_test}; spectra {self.spectrum}.\n\n"
+        )
         text += "## Layers\n\n" + markdown_table(rows, cols)
         skipped = [r for r in self.rows() if r["status"] != "analysed"]
         if skipped:
-            text += "\n## Skipped tensors\n\n" + markdown_table(skipped, ["layer", "tensor_shape", "reason"])
+            text += "\n## Skipped tensors\n\n" + markdown_table(
+                skipped, ["layer", "tensor_shape", "reason"]
+            )
         if self.init is not None:
             text += f"\n## Fresh initialisation\n\n{self.init_method}. Verdict: {self.init.verdict}. {self.init.summary}\n"
         if figures:
@@ -777,8 +1050,9 @@ METHODS = {
     "Monte Carlo null table of Stephens' modified statistic) and Anderson-Darling (D'Agostino & Stephens p-value) on up "
     "to 65,536 entries; Gaussian / Laplace / Student-t maximum-likelihood fits compared by AIC on up to 16,384.",
     "independence": "Schott's sum of squared off-diagonal correlations between rows and between columns (random subsets "
-    "of large sides), with Var(r^2) measured on the entries randomly permuted (same marginal, no structure), gamma upper "
-    "tail; Bonferroni over the two sides. Mean |r| observed, i.i.d.-expected and permuted are reported.",
+    "of large sides), with Var(r^2) measured on W's entries shuffled (drawn at random from a 65,536-entry sample: same "
+    "marginal, no structure), gamma upper tail; Bonferroni over the two sides. Mean |r| observed, i.i.d.-expected and "
+    "shuffled are reported.",
     "spectrum": "exact: eigenvalues of the smaller Gram matrix (float32 syrk + symmetric eigensolver, float64 when the "
     "top-100 error estimate passes 5e-5); approx: stochastic Lanczos quadrature. KS distance of the bulk (spikes removed) "
     "from Marchenko-Pastur at sigma fitted from the bulk's trace; p-value from Monte Carlo Gaussian spectra (Laguerre "
@@ -790,7 +1064,9 @@ METHODS = {
 }
 
 
-def _select_keys(tensors: Mapping[str, torch.Tensor], include: list[str] | None, exclude: list[str] | None) -> list[str]:
+def _select_keys(
+    tensors: Mapping[str, torch.Tensor], include: list[str] | None, exclude: list[str] | None
+) -> list[str]:
     def hit(key: str, pats: list[str]) -> bool:
         mod = key.rpartition(".")[0]
         return any(fnmatch.fnmatchcase(key, p) or fnmatch.fnmatchcase(mod, p) for p in pats)
@@ -829,7 +1105,9 @@ def analyse_tensors(
             hint="see `netprobe layers MODEL` for the names --layers and --exclude match",
         )
     covered = {wl.key for wl in wls}
-    kinds = {name: type(m).__name__ for name, m in module.named_modules()} if module is not None else {}
+    kinds = (
+        {name: type(m).__name__ for name, m in module.named_modules()} if module is not None else {}
+    )
     results: list[LayerResult] = []
     order = _select_keys(tensors, layers, exclude)
     by_key: dict[str, list[WeightLayer]] = {}
@@ -854,9 +1132,17 @@ def analyse_tensors(
             if progress is not None:
                 progress(done, total, wl.name)
             Wm = as_matrix(wl, tensors)
-            res = analyse_matrix(Wm, name=wl.name, module=wl.module_path, kind=wl.kind, tensor_shape=wl.tensor_shape,
-                                 spectrum=spectrum, thresholds=th, device=device,
-                                 seed=np.random.SeedSequence([seed, done]))
+            res = analyse_matrix(
+                Wm,
+                name=wl.name,
+                module=wl.module_path,
+                kind=wl.kind,
+                tensor_shape=wl.tensor_shape,
+                spectrum=spectrum,
+                thresholds=th,
+                device=device,
+                seed=np.random.SeedSequence([seed, done]),
+            )
             results.append(res)
             done += 1
     if progress is not None:
@@ -865,7 +1151,9 @@ def analyse_tensors(
     structured = [r for r in analysed if r.verdict == "structured"]
     L = max(len(analysed), 1)
     model_level = th.alpha / (len(TESTS) * L)
-    strong = [r for r in analysed if any(math.isfinite(p) and p < model_level for p in r.pvalues.values())]
+    strong = [
+        r for r in analysed if any(math.isfinite(p) and p < model_level for p in r.pvalues.values())
+    ]
     verdict = "structured" if strong else ("random-like" if analysed else "nothing analysed")
     summary = f"{len(analysed) - len(structured)} of {len(analysed)} weight matrices random-like"
     if structured:
@@ -873,12 +1161,23 @@ def analyse_tensors(
         for r in structured:
             for f in r.failed:
                 counts[f] = counts.get(f, 0) + 1
-        summary += "; structured by " + ", ".join(f"{t} ({c})" for t, c in sorted(counts.items(), key=lambda x: -x[1]))
+        summary += "; structured by " + ", ".join(
+            f"{t} ({c})" for t, c in sorted(counts.items(), key=lambda x: -x[1])
+        )
     nskip = len(results) - len(analysed)
     if nskip:
         summary += f"; {nskip} tensors skipped (see the table)"
-    return RandomnessReport(model, tuple(results), th, spectrum, str(device), seed, verdict, summary + ".",
-                            seconds=time.perf_counter() - t0)
+    return RandomnessReport(
+        model,
+        tuple(results),
+        th,
+        spectrum,
+        str(device),
+        seed,
+        verdict,
+        summary + ".",
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def fresh_init(lm: Any, seed: int = 0) -> tuple[dict[str, torch.Tensor], str]:
@@ -897,7 +1196,9 @@ def fresh_init(lm: Any, seed: int = 0) -> tuple[dict[str, torch.Tensor], str]:
                 from .archs import build
 
                 mod = build(str(arch), **dict((lm.meta or {}).get("arch_kwargs") or {}))
-            return dict(mod.state_dict()), f"fresh initialisation of {arch} (its own init scheme, seed {seed})"
+            return dict(
+                mod.state_dict()
+            ), f"fresh initialisation of {arch} (its own init scheme, seed {seed})"
         if lm.module is None or isinstance(lm.module, torch.jit.ScriptModule):
             raise OptionError(
                 f"--compare-init: the architecture of {lm.display} is not known",
@@ -915,7 +1216,9 @@ def fresh_init(lm: Any, seed: int = 0) -> tuple[dict[str, torch.Tensor], str]:
                 f"--compare-init: no submodule of {lm.display} can re-initialise itself (no reset_parameters)",
                 hint="pass the architecture with --arch NAME",
             )
-        return dict(mod.state_dict()), f"PyTorch default initialisation (reset_parameters on {n} modules, seed {seed})"
+        return dict(
+            mod.state_dict()
+        ), f"PyTorch default initialisation (reset_parameters on {n} modules, seed {seed})"
 
 
 def analyse(
@@ -935,11 +1238,29 @@ def analyse(
     model (:class:`netprobe.loading.LoadedModel`). ``layers`` (alias ``include``) and
     ``exclude`` are glob patterns on tensor names and module paths."""
     layers = layers if layers is not None else include
-    kw = dict(layers=layers, exclude=exclude, spectrum=spectrum, thresholds=thresholds, device=device, seed=seed)
+    kw = dict(
+        layers=layers,
+        exclude=exclude,
+        spectrum=spectrum,
+        thresholds=thresholds,
+        device=device,
+        seed=seed,
+    )
     rep = analyse_tensors(lm.tensors, lm.module, model=lm.display, progress=progress, **kw)  # type: ignore[arg-type]
     if not compare_init:
         return rep
     init_tensors, how = fresh_init(lm, seed)
     init = analyse_tensors(init_tensors, None, model=f"{lm.display} (fresh init)", **kw)  # type: ignore[arg-type]
-    return RandomnessReport(rep.model, rep.layers, rep.thresholds, rep.spectrum, rep.device, rep.seed, rep.verdict,
-                            rep.summary, rep.seconds + init.seconds, init, how)
+    return RandomnessReport(
+        rep.model,
+        rep.layers,
+        rep.thresholds,
+        rep.spectrum,
+        rep.device,
+        rep.seed,
+        rep.verdict,
+        rep.summary,
+        rep.seconds + init.seconds,
+        init,
+        how,
+    )

@@ -20,7 +20,13 @@ def fmt_num(v: Any, digits: int = 3) -> str:
         if v != v:  # NaN
             return "—"
         if v == 0 or 1e-3 <= abs(v) < 1e5:
-            return f"{v:.{digits}g}" if abs(v) < 1 else f"{v:,.{digits}g}" if abs(v) >= 1e4 else f"{v:.{digits}g}"
+            return (
+                f"{v:.{digits}g}"
+                if abs(v) < 1
+                else f"{v:,.{digits}g}"
+                if abs(v) >= 1e4
+                else f"{v:.{digits}g}"
+            )
         return f"{v:.{digits - 1}e}"
     if isinstance(v, int):
         return f"{v:,}"
@@ -38,7 +44,13 @@ def layers_table(info: ModelLayers) -> Any:
     for col in ("layer", "module", "type", "matrix", "params"):
         w.add_column(col, justify="right" if col == "params" else "left")
     for wl in info.weight:
-        w.add_row(wl.name, wl.module_path, wl.kind, "x".join(map(str, wl.matrix_shape)), fmt_num(wl.params))
+        w.add_row(
+            wl.name,
+            wl.module_path,
+            wl.kind,
+            "x".join(map(str, wl.matrix_shape)),
+            fmt_num(wl.params),
+        )
     h = Table(title=f"Hidden layers (input {shape})", title_justify="left")
     for col in ("h", "module", "op", "shape", "units"):
         h.add_column(col, justify="right" if col == "units" else "left")
@@ -78,32 +90,67 @@ def randomness_table(report: Any) -> Any:
             continue
         shape = "x".join(map(str, layer.matrix_shape))
         if not layer.analysed:
-            t.add_row(layer.name, shape, "", "", "", "", "", f"[yellow]skipped[/yellow]: {layer.reason}", *([""] if init else []))
+            t.add_row(
+                layer.name,
+                shape,
+                "",
+                "",
+                "",
+                "",
+                "",
+                f"[yellow]skipped[/yellow]: {layer.reason}",
+                *([""] if init else []),
+            )
             continue
         e, s = layer.entries, layer.spectrum
         colour = "red" if layer.verdict == "structured" else "green"
         verdict = f"[{colour}]{layer.verdict}[/{colour}]"
         if layer.failed:
             verdict += ": " + ", ".join(_SHORT.get(f, f) for f in layer.failed)
-        cells = [layer.name, shape, fmt_num(e.std, 2), fmt_num(e.kurtosis, 2), fmt_num(e.ks, 2),
-                 fmt_num(s.ks, 2) if s else "—", str(s.spikes) if s else "—", verdict]
+        cells = [
+            layer.name,
+            shape,
+            fmt_num(e.std, 2),
+            fmt_num(e.kurtosis, 2),
+            fmt_num(e.ks, 2),
+            fmt_num(s.ks, 2) if s else "—",
+            str(s.spikes) if s else "—",
+            verdict,
+        ]
         if init:
             il = init.get(layer.name)
-            cells.append(", ".join(_SHORT.get(f, f) for f in il.failed) or il.verdict if il is not None else "—")
+            cells.append(
+                ", ".join(_SHORT.get(f, f) for f in il.failed) or il.verdict
+                if il is not None
+                else "—"
+            )
         t.add_row(*cells)
     colour = "red" if report.verdict == "structured" else "green"
     parts: list[Any] = [t]
     if vectors:
-        parts.append(Text(f"{vectors} vectors and buffers (biases, norms, counters) skipped: no matrix view.", style="dim"))
-    parts.append(Text.from_markup(f"[bold {colour}]{report.verdict}[/bold {colour}]: {report.summary}"))
+        parts.append(
+            Text(
+                f"{vectors} vectors and buffers (biases, norms, counters) skipped: no matrix view.",
+                style="dim",
+            )
+        )
+    parts.append(
+        Text.from_markup(f"[bold {colour}]{report.verdict}[/bold {colour}]: {report.summary}")
+    )
     if init:
-        parts.append(Text(f"init: {report.init_method}; tests that call the fresh weights structured.", style="dim"))
+        parts.append(
+            Text(
+                f"init: {report.init_method}; tests that call the fresh weights structured.",
+                style="dim",
+            )
+        )
     return Group(*parts)
 
 
 # <<randomness-render>>
 
 # --- reconstruct (section owned by the reconstruct work) ---------------------------------
+
 
 def _f(v: Any, digits: int = 2) -> str:
     """A fixed-point number for narrow columns ("—" for missing)."""
@@ -138,9 +185,18 @@ def reconstruct_table(report: Any) -> Any:
             t.add_section()
         last = r["layer"]
         t.add_row(
-            r["layer"], r["arm"], fmt_num(r["rel_err"], 2), _f(r["rel_err_scaled"]), fmt_num(r["scale"], 2),
-            _f(r["cosine"]), _f(r["jaccard"]), _f(r["jaccard_thr"]), _f(r["psnr"], 1), _f(r["ssim"]),
-            _f(r["top1_agree"]), style="bold" if r["arm"] == "model" else "dim",
+            r["layer"],
+            r["arm"],
+            fmt_num(r["rel_err"], 2),
+            _f(r["rel_err_scaled"]),
+            fmt_num(r["scale"], 2),
+            _f(r["cosine"]),
+            _f(r["jaccard"]),
+            _f(r["jaccard_thr"]),
+            _f(r["psnr"], 1),
+            _f(r["ssim"]),
+            _f(r["top1_agree"]),
+            style="bold" if r["arm"] == "model" else "dim",
         )
     parts: list[Any] = [t]
     parts += [Text(line) for line in report.headline_text()]
@@ -152,6 +208,7 @@ def reconstruct_table(report: Any) -> Any:
 
 # --- shadow-train (section owned by the shadow-train work) -------------------------------
 
+
 def _pct(v: Any) -> str:
     return "—" if v is None or v != v else f"{100 * v:.2f}%"
 
@@ -161,30 +218,49 @@ def shadow_table(report: Any) -> Any:
     from rich.console import Group
     from rich.text import Text
 
-    t = Table(title=f"netprobe shadow-train: {len(report.seeds)} seed(s) per arm", title_justify="left")
-    for col in ("arm", "seeds", "final test error", "mean error over epochs", "synthetic test error",
-                "tracking r", "s/epoch"):
+    t = Table(
+        title=f"netprobe shadow-train: {len(report.seeds)} seed(s) per arm", title_justify="left"
+    )
+    for col in (
+        "arm",
+        "seeds",
+        "final test error",
+        "mean error over epochs",
+        "synthetic test error",
+        "tracking r",
+        "s/epoch",
+    ):
         t.add_column(col, justify="left" if col == "arm" else "right")
     for r in report.summary:
         t.add_row(
-            r["arm"], str(r["seeds"]),
+            r["arm"],
+            str(r["seeds"]),
             f"{_pct(r['final_test_error_mean'])} ± {_pct(r['final_test_error_std'])}",
             f"{_pct(r['mean_test_error_mean'])} ± {_pct(r['mean_test_error_std'])}",
             f"{_pct(r['final_synthetic_test_error_mean'])} ± {_pct(r['final_synthetic_test_error_std'])}",
-            fmt_num(r["tracking_r_mean"], 2), fmt_num(r["train_seconds_per_epoch"], 3),
+            fmt_num(r["tracking_r_mean"], 2),
+            fmt_num(r["train_seconds_per_epoch"], 3),
         )
     parts: list[Any] = [t]
     if report.comparisons:
-        c = Table(title="SHADOW against its reference arm (paired by seed; negative = SHADOW lower)",
-                  title_justify="left")
+        c = Table(
+            title="SHADOW against its reference arm (paired by seed; negative = SHADOW lower)",
+            title_justify="left",
+        )
         for col in ("arm", "vs", "metric", "difference", "95% CI", "verdict"):
             c.add_column(col, justify="right" if col in ("difference", "95% CI") else "left")
         style = {"helped": "green", "hurt": "red"}
         for x in report.comparisons:
             s = style.get(x["verdict"], "yellow")
             ci = "—" if x["low"] != x["low"] else f"{100 * x['low']:+.2f} to {100 * x['high']:+.2f}"
-            c.add_row(x["arm"], x["reference"], x["metric"], f"{100 * x['mean']:+.2f} pts", ci,
-                      f"[{s}]{x['verdict']}[/{s}]")
+            c.add_row(
+                x["arm"],
+                x["reference"],
+                x["metric"],
+                f"{100 * x['mean']:+.2f} pts",
+                ci,
+                f"[{s}]{x['verdict']}[/{s}]",
+            )
         parts.append(c)
     parts.append(Text.assemble(("result: ", "bold"), report.conclusion))
     return Group(*parts)
@@ -194,16 +270,27 @@ def shadow_table(report: Any) -> Any:
 
 # --- check (section owned by the check work) ---------------------------------------------
 
+
 def check_table(results: list[Any]) -> Any:
     style = {"pass": "green", "fail": "red", "error": "yellow", "skipped": "dim"}
     t = Table(title="netprobe check", title_justify="left")
     for col in ("model", "rule", "status", "value", "threshold", "detail"):
-        t.add_column(col, justify="right" if col in ("value", "threshold") else "left",
-                     overflow="fold" if col in ("model", "detail") else "ellipsis")
+        t.add_column(
+            col,
+            justify="right" if col in ("value", "threshold") else "left",
+            overflow="fold" if col in ("model", "detail") else "ellipsis",
+        )
     for res in results:
         for r in res.rules:
             s = style.get(r.status, "")
-            t.add_row(res.model, r.rule, f"[{s}]{r.status}[/{s}]", fmt_num(r.value), fmt_num(r.threshold), r.message)
+            t.add_row(
+                res.model,
+                r.rule,
+                f"[{s}]{r.status}[/{s}]",
+                fmt_num(r.value),
+                fmt_num(r.threshold),
+                r.message,
+            )
     return t
 
 

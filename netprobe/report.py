@@ -135,7 +135,9 @@ class OutputDir:
     def check(self) -> OutputDir:
         p = self.path
         if p.exists() and not p.is_dir():
-            raise OptionError(f"--output-dir {p}: exists and is not a folder", hint="choose another path")
+            raise OptionError(
+                f"--output-dir {p}: exists and is not a folder", hint="choose another path"
+            )
         if p.is_dir() and any(p.iterdir()) and not self.force:
             raise OutputExistsError(
                 f"--output-dir {p}: folder exists and is not empty",

@@ -7,7 +7,7 @@
   ``p(s) = sqrt(4 - s^2) / pi`` on [0, 2]. The CDF is in closed form (:func:`mp_cdf`).
 * Exact spectra: eigenvalues of the smaller Gram matrix with a symmetric eigensolver, in
   float32 (a BLAS ``syrk`` for the Gram on CPU, half the flops of a GEMM), redone in float64
-  when the float32 error bound of the top-100 singular values exceeds 5e-5 relative.
+  when the error estimate of the top-100 singular values exceeds 5e-5 relative.
 * Approximate spectra: stochastic Lanczos quadrature (SLQ; Ubaru, Chen & Saad 2017) with a
   block of Rademacher probes and full reorthogonalisation; W and W^T are applied in one cache-
   blocked pass over W per step.
@@ -32,7 +32,9 @@ import torch
 # spectra with min(k, N) above this go to SLQ under --spectrum auto: the exact route's
 # eigensolver alone takes ~25 s at 8192 on one core
 AUTO_EXACT_MAX_DIM = 8192
-SLQ_PROBES = 16  # a block of 16 keeps the skinny GEMMs efficient; stochastic KS error ~0.003 at k=4096
+SLQ_PROBES = (
+    16  # a block of 16 keeps the skinny GEMMs efficient; stochastic KS error ~0.003 at k=4096
+)
 SLQ_STEPS = 10  # KS to the exact ESD ~0.016 on 16384x4096 Gaussian + 3 spikes (9 steps: ~0.022)
 F32_EPS = float(np.finfo(np.float32).eps)
 TOP_CHECK = 100  # the top singular values the float32 error bound is checked on
@@ -57,7 +59,9 @@ def mp_pdf(x: Any, lam: float) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     inside = (x > a) & (x < b) & (x > 0)
     xs = np.where(inside, x, 1.0)
-    return np.where(inside, np.sqrt(np.maximum((b - xs) * (xs - a), 0.0)) / (2 * math.pi * lam * xs), 0.0)
+    return np.where(
+        inside, np.sqrt(np.maximum((b - xs) * (xs - a), 0.0)) / (2 * math.pi * lam * xs), 0.0
+    )
 
 
 def mp_cdf(x: Any, lam: float) -> np.ndarray:
@@ -241,7 +245,9 @@ def _rel_error_estimate(ev: np.ndarray, k: int, eps: float) -> float:
     return F32_ERR_CONST * eps * math.sqrt(k) * math.sqrt(float(ev[-1]) / lo)
 
 
-def exact_eigenvalues(W: torch.Tensor, check_top: bool = True) -> tuple[np.ndarray, torch.Tensor | None, str]:
+def exact_eigenvalues(
+    W: torch.Tensor, check_top: bool = True
+) -> tuple[np.ndarray, torch.Tensor | None, str]:
     """Eigenvalues of the smaller Gram matrix (ascending, float64 numpy), the float32 Gram
     matrix (upper triangle valid; None when the SVD route was taken) and the route used:
     ``gram-f32``, ``gram-f64`` or ``svd-f64``.
@@ -322,13 +328,21 @@ def _gram_apply(W: Any, V: Any, rows_small: bool, cache_elems: int = 1 << 20) ->
     is_np = isinstance(W, np.ndarray)
     if rows_small:  # G = W W^T (m x m); slabs are column blocks W[:, j:j+b] (m, b)
         b = max(64, cache_elems // max(m, 1))
-        out = np.zeros((m, V.shape[1]), V.dtype) if is_np else torch.zeros((m, V.shape[1]), dtype=V.dtype, device=V.device)
+        out = (
+            np.zeros((m, V.shape[1]), V.dtype)
+            if is_np
+            else torch.zeros((m, V.shape[1]), dtype=V.dtype, device=V.device)
+        )
         for j in range(0, n, b):
             Wb = W[:, j : j + b]  # (m, b)
             out += Wb @ (Wb.T @ V)  # (m, R)
         return out
     b = max(64, cache_elems // max(n, 1))  # G = W^T W (n x n); slabs are row blocks (b, n)
-    outT = np.zeros((V.shape[1], n), V.dtype) if is_np else torch.zeros((V.shape[1], n), dtype=V.dtype, device=V.device)
+    outT = (
+        np.zeros((V.shape[1], n), V.dtype)
+        if is_np
+        else torch.zeros((V.shape[1], n), dtype=V.dtype, device=V.device)
+    )
     for i in range(0, m, b):
         Wb = W[i : i + b]  # (b, n)
         outT += (Wb @ V).T @ Wb  # (R, n): the W-row-major friendly orientation
@@ -407,7 +421,9 @@ def count_spikes_quadrature(qd: Quadrature, k: int, n: int, fro2: float, alpha: 
 # Gaussian nulls: the Laguerre (Wishart) tridiagonal model
 
 
-def laguerre_bidiagonal(k: int, n: int, rng: np.random.Generator, m: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def laguerre_bidiagonal(
+    k: int, n: int, rng: np.random.Generator, m: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Squared diagonal and squared off-diagonal of the bidiagonal B with B B^T distributed
     as W W^T for W k x n with i.i.d. N(0, 1) entries (Dumitriu & Edelman 2002, beta = 1):
     diag chi_{n}, chi_{n-1}, ..., off-diagonal chi_{k-1}, chi_{k-2}, ... (first m only)."""
@@ -432,7 +448,9 @@ def laguerre_eigenvalues(k: int, n: int, rng: np.random.Generator) -> np.ndarray
     return np.sort(ev)
 
 
-def laguerre_lanczos(k: int, n: int, probes: int, steps: int, rng: np.random.Generator) -> Quadrature:
+def laguerre_lanczos(
+    k: int, n: int, probes: int, steps: int, rng: np.random.Generator
+) -> Quadrature:
     """The SLQ quadrature that Lanczos on a k x n Gaussian matrix would give: Lanczos on a
     Wishart matrix from any unit start vector produces exactly the leading block of the
     Laguerre tridiagonal model, so each probe is an independent O(steps) draw."""
@@ -483,11 +501,58 @@ NULL_MOMENTS = (
 )
 # The standardised statistic (k D - mean) / sd has the same shape in every class (checked class
 # by class); its quantiles, all 54,400 draws pooled, at the upper-tail probabilities NULL_LEVELS.
-NULL_LEVELS = (0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.075, 0.05, 0.04, 0.03,
-               0.025, 0.02, 0.015, 0.0125, 0.01, 0.0075, 0.005, 0.0025, 0.001)
-NULL_Z = (-1.8317, -1.1879, -0.8559, -0.5925, -0.3513, -0.1119, 0.1362, 0.4335, 0.7955, 1.0331,
-          1.3421, 1.5425, 1.8232, 1.9697, 2.1502, 2.2616, 2.3857, 2.5570, 2.6558, 2.7816, 2.9360,
-          3.1481, 3.5384, 3.9899)
+NULL_LEVELS = (
+    0.99,
+    0.9,
+    0.8,
+    0.7,
+    0.6,
+    0.5,
+    0.4,
+    0.3,
+    0.2,
+    0.15,
+    0.1,
+    0.075,
+    0.05,
+    0.04,
+    0.03,
+    0.025,
+    0.02,
+    0.015,
+    0.0125,
+    0.01,
+    0.0075,
+    0.005,
+    0.0025,
+    0.001,
+)
+NULL_Z = (
+    -1.8317,
+    -1.1879,
+    -0.8559,
+    -0.5925,
+    -0.3513,
+    -0.1119,
+    0.1362,
+    0.4335,
+    0.7955,
+    1.0331,
+    1.3421,
+    1.5425,
+    1.8232,
+    1.9697,
+    2.1502,
+    2.2616,
+    2.3857,
+    2.5570,
+    2.6558,
+    2.7816,
+    2.9360,
+    3.1481,
+    3.5384,
+    3.9899,
+)
 
 
 def _ks_normalised(ev: np.ndarray, k: int, n: int) -> float:
@@ -547,7 +612,9 @@ def spectrum_ks_pvalue(D: float, k: int) -> float:
 
 
 @lru_cache(maxsize=128)
-def approx_null(k: int, n: int, probes: int, steps: int, reps: int = 32, seed: int = 20151117) -> tuple[float, float]:
+def approx_null(
+    k: int, n: int, probes: int, steps: int, reps: int = 32, seed: int = 20151117
+) -> tuple[float, float]:
     """(mean, sd) of log D for the SLQ estimate of a k x n Gaussian matrix's spectrum
     against MP (the estimator's own error included), from the Laguerre Lanczos model."""
     rng = np.random.default_rng(seed)
@@ -571,7 +638,9 @@ def ks_quadrature_to_mp(qd: Quadrature, lam: float, grid: int = 2000) -> float:
 # WeightWatcher-style sigma fit to the bulk
 
 
-def fit_sigma_mp(x: np.ndarray, lam: float, weights: np.ndarray | None = None, points: int = 400) -> float:
+def fit_sigma_mp(
+    x: np.ndarray, lam: float, weights: np.ndarray | None = None, points: int = 400
+) -> float:
     """The MP scale that fits the bulk, on WeightWatcher's scale: eigenvalues rescaled to
     mean 1, so sigma_mp = 1 when all the energy is in an MP bulk and < 1 when part of it
     sits in spikes or a heavy tail. WeightWatcher brute-forces sigma against a kernel density
@@ -588,18 +657,26 @@ def fit_sigma_mp(x: np.ndarray, lam: float, weights: np.ndarray | None = None, p
         return float("nan")
     x = x / mean
     cum = np.cumsum(w) - w / 2  # empirical CDF at each eigenvalue (midpoints)
-    grid = np.quantile(x, np.linspace(0.0, 1.0, points)) if weights is None else np.linspace(0, x[-1], points)
+    grid = (
+        np.quantile(x, np.linspace(0.0, 1.0, points))
+        if weights is None
+        else np.linspace(0, x[-1], points)
+    )
     F_emp = np.interp(grid, x, cum, left=0.0, right=1.0)
     edge = (1 + math.sqrt(lam)) ** 2
 
     def losses(sig: np.ndarray) -> np.ndarray:
         s2 = sig * sig  # (S,)
         bulk = np.interp(s2 * edge, x, cum, left=0.0, right=1.0)  # share at or below each edge
-        model = np.minimum(bulk[:, None] * mp_cdf(grid[None, :] / s2[:, None], lam), 1.0)  # (S, points)
+        model = np.minimum(
+            bulk[:, None] * mp_cdf(grid[None, :] / s2[:, None], lam), 1.0
+        )  # (S, points)
         out = np.mean((F_emp[None, :] - model) ** 2, axis=1)
         return np.where(bulk >= 0.5, out, np.inf)
 
-    coarse = np.linspace(0.05, 1.5, 59)  # candidate sigmas (WW: 0.05..2 x its own scale), step 0.025
+    coarse = np.linspace(
+        0.05, 1.5, 59
+    )  # candidate sigmas (WW: 0.05..2 x its own scale), step 0.025
     lc = losses(coarse)
     if not np.isfinite(lc).any():
         return float("nan")

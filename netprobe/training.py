@@ -29,7 +29,6 @@ gradient: one DDP step equals one single-process step on the full batch. Only ra
 from __future__ import annotations
 
 import contextlib
-
 import io
 import math
 import signal

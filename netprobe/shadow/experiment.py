@@ -66,9 +66,14 @@ def parse_arms(text: str | Sequence[str]) -> list[Arm]:
         raise OptionError("--arms: no arm given", hint=f"choose from {', '.join(ARM_NAMES)}")
     for t in items:
         if t not in ARM_NAMES:
-            raise OptionError(f"--arms {t}: unknown arm", hint=f"choose from {', '.join(ARM_NAMES)} (comma-separated)")
+            raise OptionError(
+                f"--arms {t}: unknown arm",
+                hint=f"choose from {', '.join(ARM_NAMES)} (comma-separated)",
+            )
     if len(set(items)) != len(items):
-        raise OptionError(f"--arms {','.join(items)}: an arm is listed twice", hint="list each arm once")
+        raise OptionError(
+            f"--arms {','.join(items)}: an arm is listed twice", hint="list each arm once"
+        )
     return [Arm(t) for t in items]
 
 
@@ -84,13 +89,18 @@ def parse_seeds(text: str | Sequence[int]) -> list[int]:
                 else:
                     seeds.append(int(p))
             except ValueError:
-                raise OptionError(f"--seeds {text}: '{p}' is not a whole number", hint="e.g. --seeds 0,1,2 or --seeds 0-4") from None
+                raise OptionError(
+                    f"--seeds {text}: '{p}' is not a whole number",
+                    hint="e.g. --seeds 0,1,2 or --seeds 0-4",
+                ) from None
     else:
         seeds = [int(s) for s in text]
     if not seeds:
         raise OptionError("--seeds: no seed given", hint="e.g. --seeds 0,1,2")
     if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
-        raise OptionError(f"--seeds {text}: seeds must be distinct and >= 0", hint="e.g. --seeds 0,1,2")
+        raise OptionError(
+            f"--seeds {text}: seeds must be distinct and >= 0", hint="e.g. --seeds 0,1,2"
+        )
     return seeds
 
 
@@ -118,8 +128,10 @@ def set_dropout(model: nn.Module, p: float) -> str:
         return "none"
     head = head_linear(model)
     if head is None:
-        raise OptionError("the +dropout arms need a dropout module or a Linear head, and this model has neither",
-                          hint="use the arms without +dropout")
+        raise OptionError(
+            "the +dropout arms need a dropout module or a Linear head, and this model has neither",
+            hint="use the arms without +dropout",
+        )
     name, lin = head
 
     def pre(mod: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -188,9 +200,15 @@ def _subset(ds: Dataset, n: int | None, seed: int, what: str) -> Dataset:
 
 
 def load_splits(
-    spec: str | None, *, data_dir: str | Path | None = None, download: bool = False,
-    test_fraction: float = 0.2, val_fraction: float = 0.0, split_seed: int = 0,
-    train_size: int | None = None, test_size: int | None = None,
+    spec: str | None,
+    *,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.0,
+    split_seed: int = 0,
+    train_size: int | None = None,
+    test_size: int | None = None,
 ) -> tuple[Dataset, Dataset, Dataset | None, dict[str, Any]]:
     """Raw (train, test, validation) splits of a source, with a record of how they were made.
     Sources without a test split are split with ``test_fraction`` (stratified, ``split_seed``);
@@ -198,7 +216,10 @@ def load_splits(
     from ..data import load_dataset, train_test_split
 
     if not 0.0 <= val_fraction < 1.0:
-        raise OptionError(f"--val-fraction {val_fraction}: must lie in [0, 1)", hint="e.g. --val-fraction 0.1; 0 = none")
+        raise OptionError(
+            f"--val-fraction {val_fraction}: must lie in [0, 1)",
+            hint="e.g. --val-fraction 0.1; 0 = none",
+        )
     own = _has_own_test_split(spec)
     if own:
         train = load_dataset(spec, split="train", data_dir=data_dir, download=download)
@@ -210,8 +231,10 @@ def load_splits(
         how = f"stratified split, test fraction {test_fraction:g}, seed {split_seed}"
     for ds, what in ((train, "training"), (test, "test")):
         if ds.y is None:
-            raise DatasetError(f"{ds.source}: the {what} data has no labels",
-                               hint="give labelled data (an .npz with y, or one sub-folder per class)")
+            raise DatasetError(
+                f"{ds.source}: the {what} data has no labels",
+                hint="give labelled data (an .npz with y, or one sub-folder per class)",
+            )
     val = None
     if val_fraction > 0:
         train, val = train_test_split(train, val_fraction, seed=split_seed + 1)
@@ -228,7 +251,9 @@ def load_splits(
         "val_fraction": val_fraction,
         "train_available": full[0],
         "test_available": full[1],
-        "subset_seed": {"train": split_seed + 2, "test": split_seed + 3} if (train_size or test_size) else None,
+        "subset_seed": {"train": split_seed + 2, "test": split_seed + 3}
+        if (train_size or test_size)
+        else None,
         "raw_shape": list(train.shape),
     }
     return train, test, val, info
@@ -274,8 +299,13 @@ BUNDLED_SHAPES = {"digitnet": (1, 28, 28), "smallvgg": (3, 32, 32)}
 
 
 def model_spec(
-    raw_shape: Sequence[int], num_classes: int, *, arch: str | None = None, from_model: LoadedModel | None = None,
-    new_head: bool = False, input_shape: tuple[int, ...] | None = None,
+    raw_shape: Sequence[int],
+    num_classes: int,
+    *,
+    arch: str | None = None,
+    from_model: LoadedModel | None = None,
+    new_head: bool = False,
+    input_shape: tuple[int, ...] | None = None,
 ) -> ModelSpec:
     """Which model an experiment trains: ``from_model`` (fine-tuning), ``arch`` (a bundled name or
     any torchvision name, from scratch), or by default DigitNet for greyscale data (28x28) and
@@ -293,28 +323,47 @@ def model_spec(
         head = head_linear(module)
         have = head[1].out_features if head is not None else None
         if new_head and head is None:
-            raise OptionError(f"--new-head: {lm.display} has no Linear layer to replace", hint="fine-tune it without --new-head")
+            raise OptionError(
+                f"--new-head: {lm.display} has no Linear layer to replace",
+                hint="fine-tune it without --new-head",
+            )
         if not new_head and have is not None and have != num_classes:
             raise OptionError(
                 f"--from {lm.display}: the model predicts {have} classes and the data has {num_classes}",
                 hint="pass --new-head to replace its last Linear layer with a fresh one",
             )
-        ckw: dict[str, Any] = dict(lm.meta.get("arch_kwargs") or {}) if lm.kind == "checkpoint" else {}
+        ckw: dict[str, Any] = (
+            dict(lm.meta.get("arch_kwargs") or {}) if lm.kind == "checkpoint" else {}
+        )
         if new_head:
             ckw["num_classes"] = num_classes
-        return ModelSpec(lm.arch, ckw, tuple(shape), lm.mean, lm.std, lm.resize,
-                         f"fine-tuned from {lm.display}", base=module, new_head=new_head,
-                         num_classes=num_classes, provenance=lm.provenance())
+        return ModelSpec(
+            lm.arch,
+            ckw,
+            tuple(shape),
+            lm.mean,
+            lm.std,
+            lm.resize,
+            f"fine-tuned from {lm.display}",
+            base=module,
+            new_head=new_head,
+            num_classes=num_classes,
+            provenance=lm.provenance(),
+        )
     if new_head:
-        raise OptionError("--new-head goes with --from CHECKPOINT", hint="drop --new-head, or pass --from")
+        raise OptionError(
+            "--new-head goes with --from CHECKPOINT", hint="drop --new-head, or pass --from"
+        )
     kwargs: dict[str, Any]
     c = int(raw_shape[0])
     name = (arch or ("digitnet" if c == 1 else "smallvgg")).removeprefix("torchvision:")
     if name in BUNDLED_SHAPES:
         shape = BUNDLED_SHAPES[name]
         if input_shape is not None and tuple(input_shape) != shape:
-            raise OptionError(f"--input-shape {','.join(map(str, input_shape))}: {name} takes {','.join(map(str, shape))}",
-                              hint="drop --input-shape, or pick a torchvision --arch")
+            raise OptionError(
+                f"--input-shape {','.join(map(str, input_shape))}: {name} takes {','.join(map(str, shape))}",
+                hint="drop --input-shape, or pick a torchvision --arch",
+            )
         kwargs = {"num_classes": num_classes}
     else:
         from ..archs import torchvision_names
@@ -323,13 +372,25 @@ def model_spec(
             import difflib
 
             close = difflib.get_close_matches(name, [*BUNDLED_SHAPES, *torchvision_names()], n=2)
-            raise OptionError(f"--arch {arch}: unknown architecture",
-                              hint=f"did you mean {', '.join(close)}?" if close else "use digitnet, smallvgg or a torchvision classification name")
+            raise OptionError(
+                f"--arch {arch}: unknown architecture",
+                hint=f"did you mean {', '.join(close)}?"
+                if close
+                else "use digitnet, smallvgg or a torchvision classification name",
+            )
         h, w = (int(raw_shape[1]), int(raw_shape[2])) if len(raw_shape) == 3 else (32, 32)
         shape = tuple(input_shape) if input_shape is not None else (3, max(h, 32), max(w, 32))
         kwargs = {"num_classes": num_classes}
-    return ModelSpec(name, kwargs, tuple(shape), None, None, None, f"{name}, trained from scratch",
-                     num_classes=num_classes)
+    return ModelSpec(
+        name,
+        kwargs,
+        tuple(shape),
+        None,
+        None,
+        None,
+        f"{name}, trained from scratch",
+        num_classes=num_classes,
+    )
 
 
 def prepare_data(
@@ -345,8 +406,10 @@ def prepare_data(
         return _Dataset(x=x, y=ds.y, classes=ds.classes, source=ds.source)
 
     if len(spec.input_shape) != 3:
-        raise OptionError(f"input shape {spec.input_shape}: shadow-train trains image models (C,H,W)",
-                          hint="pass --input-shape C,H,W")
+        raise OptionError(
+            f"input shape {spec.input_shape}: shadow-train trains image models (C,H,W)",
+            hint="pass --input-shape C,H,W",
+        )
     tr, te = at_shape(train), at_shape(test)
     va = at_shape(val) if val is not None else None
     if spec.mean is not None and spec.std is not None:
@@ -360,12 +423,21 @@ def prepare_data(
         where = "the training data's"
     classes = list(train.classes or []) or [str(i) for i in range(spec.num_classes)]
     full = dict(info)
-    full.update({"input_shape": list(spec.input_shape), "mean": list(mean), "std": list(std),
-                 "normalisation": f"{where} per-channel mean/std", "classes": len(classes)})
+    full.update(
+        {
+            "input_shape": list(spec.input_shape),
+            "mean": list(mean),
+            "std": list(std),
+            "normalisation": f"{where} per-channel mean/std",
+            "classes": len(classes),
+        }
+    )
     return ExperimentData(tr, te, va, mean, std, classes, full)
 
 
-def resolve_hidden_layer(model: nn.Module, input_shape: tuple[int, ...], layer: str) -> tuple[int, str]:
+def resolve_hidden_layer(
+    model: nn.Module, input_shape: tuple[int, ...], layer: str
+) -> tuple[int, str]:
     """``--layer`` (h2, a module path) -> (index, description), checked at the door."""
     from ..layers import hidden_layers, resolve_layer
 
@@ -384,10 +456,22 @@ class Setup:
 
 
 def setup(
-    dataset: str | None, *, from_model: LoadedModel | None = None, arch: str | None = None, new_head: bool = False,
-    input_shape: str | None = None, layer: str = "h2", settings: ShadowSettings | None = None, seed: int = 0,
-    data_dir: str | Path | None = None, download: bool = False, test_fraction: float = 0.2,
-    val_fraction: float = 0.0, split_seed: int = 0, train_size: int | None = None, test_size: int | None = None,
+    dataset: str | None,
+    *,
+    from_model: LoadedModel | None = None,
+    arch: str | None = None,
+    new_head: bool = False,
+    input_shape: str | None = None,
+    layer: str = "h2",
+    settings: ShadowSettings | None = None,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.0,
+    split_seed: int = 0,
+    train_size: int | None = None,
+    test_size: int | None = None,
 ) -> Setup:
     """Data splits, the starting model and the SHADOW layer, all checked at the door: a bad
     dataset, architecture or ``--layer``, or a model the reverse net cannot run backwards, fails
@@ -395,12 +479,25 @@ def setup(
     from ..loading import parse_input_shape
 
     train, test, val, info = load_splits(
-        dataset, data_dir=data_dir, download=download, test_fraction=test_fraction, val_fraction=val_fraction,
-        split_seed=split_seed, train_size=train_size, test_size=test_size)
+        dataset,
+        data_dir=data_dir,
+        download=download,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
+        split_seed=split_seed,
+        train_size=train_size,
+        test_size=test_size,
+    )
     assert train.y is not None and test.y is not None  # load_splits checks labels
     num_classes = max(len(train.classes or []), int(train.y.max()) + 1, int(test.y.max()) + 1)
-    spec = model_spec(train.shape, num_classes, arch=None if from_model is not None else arch, from_model=from_model,
-                      new_head=new_head, input_shape=parse_input_shape(input_shape))
+    spec = model_spec(
+        train.shape,
+        num_classes,
+        arch=None if from_model is not None else arch,
+        from_model=from_model,
+        new_head=new_head,
+        input_shape=parse_input_shape(input_shape),
+    )
     data = prepare_data(train, test, val, spec, info)
     probe = spec.build(seed)
     index, name = resolve_hidden_layer(probe, spec.input_shape, layer)
@@ -431,10 +528,14 @@ class TrainSettings:
         if self.warmup < 0:
             raise OptionError(f"--warmup {self.warmup}: must be >= 0", hint="e.g. --warmup 1")
         if self.warmup >= self.epochs:
-            raise OptionError(f"--warmup {self.warmup}: SHADOW would never start in {self.epochs} epochs",
-                              hint=f"use --warmup below {self.epochs} or more --epochs")
+            raise OptionError(
+                f"--warmup {self.warmup}: SHADOW would never start in {self.epochs} epochs",
+                hint=f"use --warmup below {self.epochs} or more --epochs",
+            )
         if not 0.0 <= self.dropout < 1.0:
-            raise OptionError(f"--dropout {self.dropout}: must lie in [0, 1)", hint="e.g. --dropout 0.5")
+            raise OptionError(
+                f"--dropout {self.dropout}: must lie in [0, 1)", hint="e.g. --dropout 0.5"
+            )
         return self
 
 
@@ -455,7 +556,9 @@ class RunResult:
 OnEvent = Callable[[Arm, int, int, Any], None]
 
 
-def _tracker(data: ExperimentData, settings: ShadowSettings, seed: int, batch_size: int) -> Callable[[Any], dict[str, Any] | None]:
+def _tracker(
+    data: ExperimentData, settings: ShadowSettings, seed: int, batch_size: int
+) -> Callable[[Any], dict[str, Any] | None]:
     """epoch_end callback: synthetic test error (and validation error) for the history row.
     The synthetic test set is regenerated each epoch with the current net, from a seed fixed
     by (seed, epoch), so arms and resumed runs see the same draw."""
@@ -469,7 +572,9 @@ def _tracker(data: ExperimentData, settings: ShadowSettings, seed: int, batch_si
             return None
         t0 = time.perf_counter()
         assert yt is not None
-        err, loss = synthetic_error(ev.model, xt, yt, settings, mix_seed(seed, 17, ev.epoch), batch_size)
+        err, loss = synthetic_error(
+            ev.model, xt, yt, settings, mix_seed(seed, 17, ev.epoch), batch_size
+        )
         row: dict[str, Any] = {"synthetic_test_error": err, "synthetic_test_loss": loss}
         if xv is not None and yv is not None:
             row["val_error"], row["val_loss"] = classify(ev.model, xv, yv, batch_size)
@@ -480,9 +585,17 @@ def _tracker(data: ExperimentData, settings: ShadowSettings, seed: int, batch_si
 
 
 def run_experiment(
-    data: ExperimentData, spec: ModelSpec, arms: Sequence[Arm], seeds: Sequence[int],
-    settings: ShadowSettings, train: TrainSettings, *, device: str = "cpu",
-    state_dir: Path | None = None, resume: bool = False, on_event: OnEvent | None = None,
+    data: ExperimentData,
+    spec: ModelSpec,
+    arms: Sequence[Arm],
+    seeds: Sequence[int],
+    settings: ShadowSettings,
+    train: TrainSettings,
+    *,
+    device: str = "cpu",
+    state_dir: Path | None = None,
+    resume: bool = False,
+    on_event: OnEvent | None = None,
 ) -> list[RunResult]:
     """Train every arm for every seed. Within a seed all arms start from the same weights
     (``spec.build(seed)``) and see the same data order and dropout draws (``fit``'s streams
@@ -506,25 +619,56 @@ def run_experiment(
 
             track = _tracker(data, settings, seed, train.eval_batch_size)
 
-            def callback(ev: Any, arm: Arm = arm, seed: int = seed, idx: int = idx,
-                         track: Callable[[Any], dict[str, Any] | None] = track) -> dict[str, Any] | None:
+            def callback(
+                ev: Any,
+                arm: Arm = arm,
+                seed: int = seed,
+                idx: int = idx,
+                track: Callable[[Any], dict[str, Any] | None] = track,
+            ) -> dict[str, Any] | None:
                 extra = track(ev)
                 if on_event is not None:
-                    shown = dataclasses.replace(ev, row={**ev.row, **extra}) if extra and ev.row is not None else ev
+                    shown = (
+                        dataclasses.replace(ev, row={**ev.row, **extra})
+                        if extra and ev.row is not None
+                        else ev
+                    )
                     on_event(arm, seed, idx, shown)
                 return extra
 
             hist = fit(
-                model, data.train, test=data.test, epochs=train.epochs, batch_size=train.batch_size,
-                lr=train.lr, optimizer=train.optimizer, weight_decay=train.weight_decay,
-                schedule=train.schedule, seed=seed, device=device, mean=data.mean, std=data.std,
-                augment=aug, augment_start=train.warmup + 1,
+                model,
+                data.train,
+                test=data.test,
+                epochs=train.epochs,
+                batch_size=train.batch_size,
+                lr=train.lr,
+                optimizer=train.optimizer,
+                weight_decay=train.weight_decay,
+                schedule=train.schedule,
+                seed=seed,
+                device=device,
+                mean=data.mean,
+                std=data.std,
+                augment=aug,
+                augment_start=train.warmup + 1,
                 callbacks=[callback],
-                checkpoint_dir=ck, resume=again, eval_batch_size=train.eval_batch_size,
+                checkpoint_dir=ck,
+                resume=again,
+                eval_batch_size=train.eval_batch_size,
             )
             rows = [{"arm": arm.name, "seed": seed, **r} for r in hist.rows]
-            results.append(RunResult(arm, seed, rows, model, how, hist.resumed_from,
-                                     aug.seconds if aug is not None else 0.0))
+            results.append(
+                RunResult(
+                    arm,
+                    seed,
+                    rows,
+                    model,
+                    how,
+                    hist.resumed_from,
+                    aug.seconds if aug is not None else 0.0,
+                )
+            )
             i += 1
     return results
 

@@ -22,6 +22,7 @@ from ..errors import OptionError
 GEN_SCALES = ("match", "theory")
 UNPOOL_MODES = ("random", "switches", "copy")
 
+
 @dataclass(frozen=True)
 class ShadowSettings:
     """How synthetic inputs are made. ``layer`` is the hidden layer index ℓ (h_ℓ, 1-based)."""
@@ -36,18 +37,32 @@ class ShadowSettings:
 
     def check(self) -> ShadowSettings:
         if self.layer < 1:
-            raise OptionError(f"--layer h{self.layer}: hidden layers start at h1", hint="e.g. --layer h2")
+            raise OptionError(
+                f"--layer h{self.layer}: hidden layers start at h1", hint="e.g. --layer h2"
+            )
         if not (math.isfinite(self.ratio) and self.ratio >= 0):
-            raise OptionError(f"--ratio {self.ratio}: must be a number >= 0", hint="e.g. --ratio 1 (equal weight)")
+            raise OptionError(
+                f"--ratio {self.ratio}: must be a number >= 0", hint="e.g. --ratio 1 (equal weight)"
+            )
         if not 0.0 < self.keep <= 1.0:
-            raise OptionError(f"--gen-keep {self.keep}: the keep-probability must lie in (0, 1]",
-                              hint="e.g. --gen-keep 0.5; 1 = no generation dropout")
+            raise OptionError(
+                f"--gen-keep {self.keep}: the keep-probability must lie in (0, 1]",
+                hint="e.g. --gen-keep 0.5; 1 = no generation dropout",
+            )
         if not (math.isfinite(self.smooth) and self.smooth >= 0):
-            raise OptionError(f"--smooth {self.smooth}: must be a sigma >= 0 (pixels)", hint="e.g. --smooth 1; 0 = off")
+            raise OptionError(
+                f"--smooth {self.smooth}: must be a sigma >= 0 (pixels)",
+                hint="e.g. --smooth 1; 0 = off",
+            )
         if self.unpool not in UNPOOL_MODES:
-            raise OptionError(f"--unpool {self.unpool}: unknown unpooling", hint=f"use one of {', '.join(UNPOOL_MODES)}")
+            raise OptionError(
+                f"--unpool {self.unpool}: unknown unpooling",
+                hint=f"use one of {', '.join(UNPOOL_MODES)}",
+            )
         if self.scale not in GEN_SCALES:
-            raise OptionError(f"--gen-scale {self.scale}: unknown", hint=f"use one of {', '.join(GEN_SCALES)}")
+            raise OptionError(
+                f"--gen-scale {self.scale}: unknown", hint=f"use one of {', '.join(GEN_SCALES)}"
+            )
         return self
 
 
@@ -115,7 +130,9 @@ def mix_seed(seed: int, *parts: int) -> int:
     """A 62-bit seed for one random stream, from the run seed and the stream's coordinates."""
     import numpy as np
 
-    st = np.random.SeedSequence([int(seed), *[int(p) for p in parts]]).generate_state(2, dtype=np.uint32)
+    st = np.random.SeedSequence([int(seed), *[int(p) for p in parts]]).generate_state(
+        2, dtype=np.uint32
+    )
     return (int(st[0]) << 30 | int(st[1])) & (2**62 - 1)
 
 
@@ -133,16 +150,22 @@ def synthetic_set(
     dev = _model_device(model)
     rn = None
     if settings.scale == "theory":
-        rn = ReverseNet(model, alpha="theory", keep=settings.keep, unpool=settings.unpool, seed=seed)
+        rn = ReverseNet(
+            model, alpha="theory", keep=settings.keep, unpool=settings.unpool, seed=seed
+        )
         rn.fit(x[: settings.fit_examples].to(dev), settings.layer)
     else:
         rn = ReverseNet(model, alpha=1.0, keep=settings.keep, unpool=settings.unpool, seed=seed)
-    parts = [synthesize(model, x[i : i + batch_size].to(dev), settings, seed, reverse=rn).to(x.device)
-             for i in range(0, len(x), batch_size)]
+    parts = [
+        synthesize(model, x[i : i + batch_size].to(dev), settings, seed, reverse=rn).to(x.device)
+        for i in range(0, len(x), batch_size)
+    ]
     return torch.cat(parts) if parts else x.clone()
 
 
-def classify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> tuple[float, float]:
+def classify(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512
+) -> tuple[float, float]:
     """(error, mean cross-entropy) of ``model`` on normalised x, in eval mode, without gradients."""
     from ..layers import eval_mode
 
@@ -159,7 +182,11 @@ def classify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def synthetic_error(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: ShadowSettings, seed: int,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    settings: ShadowSettings,
+    seed: int,
     batch_size: int = 256,
 ) -> tuple[float, float]:
     """(error, loss) on the synthetic test set generated from the (normalised) test inputs x with
