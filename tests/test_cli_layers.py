@@ -61,7 +61,7 @@ def test_help_lists_commands_and_import_is_light() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "netprobe", "--help"], capture_output=True, text=True, check=True
     )
-    for name in ("layers",):
+    for name in ("layers", "randomness", "reconstruct", "shadow-train", "check"):
         assert name in result.stdout
     probe = "import sys, netprobe, netprobe.cli; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
     light = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
