@@ -36,6 +36,7 @@ by a TorchFunctionMode, in-place rectifiers run out of place, hooks and eval fla
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +99,10 @@ class _Control:
     alpha_default: float = 1.0  # α for layers not in ``alphas`` (a fixed --alpha NUMBER)
     slopes: dict[int, float] = field(default_factory=dict)  # rectifier j -> negative slope
     notes: set[str] = field(default_factory=set)
+    # one pass for generation and training (ReverseNet.train_forward): the forward saves what
+    # the true derivatives need, and once ``true_grad`` is set backward computes them instead
+    save_for_training: bool = False
+    true_grad: bool = False
     _gens: dict[str, torch.Generator] = field(default_factory=dict)
 
     def gen(self, device: torch.device) -> torch.Generator:
@@ -116,7 +121,8 @@ class _Control:
 
 class _Rectify(torch.autograd.Function):
     """Forward: the model's own rectifier. Backward: the generative rule r(α·g) ⊙ m
-    (PAPER.md §1), or the identity at the layer generation starts from."""
+    (PAPER.md §1), or the identity at the layer generation starts from; with
+    ``ctl.true_grad`` the rectifier's true derivative (a training backward)."""
 
     @staticmethod
     def forward(
@@ -125,21 +131,34 @@ class _Rectify(torch.autograd.Function):
         ctl: _Control,
         index: int,
         fn: Callable[[torch.Tensor], torch.Tensor],
+        op: str = "",
     ) -> torch.Tensor:
-        ctx.ctl, ctx.index = ctl, index
-        return fn(pre)
+        ctx.ctl, ctx.index, ctx.fn, ctx.op = ctl, index, fn, op
+        out = fn(pre)
+        if ctl.save_for_training:
+            ctx.save_for_backward(pre, out)
+        return out
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None]:
         ctl: _Control = ctx.ctl
         j = ctx.index
+        if ctl.true_grad:
+            pre, out = ctx.saved_tensors
+            if ctx.op == "relu":  # what autograd itself computes for relu
+                return _aten.threshold_backward(g, out, 0), None, None, None, None
+            with torch.enable_grad():
+                p = pre.detach().requires_grad_(True)
+                (gi,) = torch.autograd.grad(ctx.fn(p), p, g)
+            return gi, None, None, None, None
         if j >= ctl.top:  # the given h enters here unchanged
-            return g, None, None, None
-        s = g * ctl.alphas.get(j, ctl.alpha_default)
+            return g, None, None, None, None
+        a = ctl.alphas.get(j, ctl.alpha_default)
+        s = g if a == 1.0 else g * a
         slope = ctl.slopes.get(j, 0.0)
         s = F.leaky_relu(s, slope) if slope else F.relu(s)
         m = ctl.mask(s)
-        return (s if m is None else s * m), None, None, None
+        return (s if m is None else s * m), None, None, None, None
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -214,6 +233,20 @@ def _window_table(
     return table, (nr_ * nc_).reshape(-1)
 
 
+@functools.lru_cache(maxsize=64)
+def _random_unpool_plan(
+    in_hw: tuple[int, int], out_hw: tuple[int, int], geom: _PoolGeom, device: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """What random unpooling needs per geometry, computed once: the window table, the valid
+    tap counts, each window's offset into the flattened table and whether all windows are
+    full (no tap in the padding)."""
+    dev = torch.device(device)
+    table, count = _window_table(in_hw, out_hw, geom, dev)
+    kk = table.shape[1]
+    first = torch.arange(out_hw[0] * out_hw[1], device=dev) * kk  # (Ho*Wo,)
+    return table, count, first, bool((count == kk).all())
+
+
 def unpool_random(
     g: torch.Tensor, in_hw: tuple[int, int], geom: _PoolGeom, gen: torch.Generator
 ) -> torch.Tensor:
@@ -222,13 +255,13 @@ def unpool_random(
     Overlapping windows sum; taps in the padding are never chosen."""
     b, c, ho, wo = g.shape
     h, w = in_hw
-    table, count = _window_table(in_hw, (ho, wo), geom, g.device)
+    table, count, first, full = _random_unpool_plan(in_hw, (ho, wo), geom, str(g.device))
     kk = table.shape[1]
-    if bool((count == kk).all()):  # every window lies inside the input: one draw in [0, kk)
+    if full:  # every window lies inside the input: one draw in [0, kk)
         tap = torch.randint(0, kk, (b * c, ho * wo), generator=gen, device=g.device)
     else:  # modulo bias is below 2^-40 for counts up to kk
         tap = torch.randint(0, 2**48, (b * c, ho * wo), generator=gen, device=g.device) % count
-    flat = table.view(-1)[torch.arange(ho * wo, device=g.device) * kk + tap]  # (BC, Ho*Wo) into H*W
+    flat = torch.take(table, tap.add_(first))  # (BC, Ho*Wo) positions in H*W
     out = g.new_zeros(b * c, h * w)
     out.scatter_add_(1, flat, g.reshape(b * c, -1))
     return out.view(b, c, h, w)
@@ -269,20 +302,125 @@ class _MaxPool(torch.autograd.Function):
             geom.ceil_mode,
             return_indices=True,
         )
-        ctx.save_for_backward(idx)
+        if ctl.save_for_training:
+            ctx.save_for_backward(idx, x)
+        else:
+            ctx.save_for_backward(idx)
         ctx.ctl, ctx.geom, ctx.in_hw = ctl, geom, (int(x.shape[-2]), int(x.shape[-1]))
         ctx.mark_non_differentiable(idx)
         return out, idx
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor, _gi: Any) -> tuple[torch.Tensor, None, None]:
-        (idx,) = ctx.saved_tensors
+        idx = ctx.saved_tensors[0]
+        if ctx.ctl.true_grad:  # the true gradient, as autograd computes it for max pooling
+            geom = ctx.geom
+            x = ctx.saved_tensors[1]
+            gx = _aten.max_pool2d_with_indices_backward(
+                g, x, geom.kernel, geom.stride, geom.padding, geom.dilation, geom.ceil_mode, idx
+            )
+            return gx, None, None
         mode = ctx.ctl.unpool
         if mode == "random":
             return unpool_random(g, ctx.in_hw, ctx.geom, ctx.ctl.gen(g.device)), None, None
         if mode == "copy":
             return unpool_copy(g, ctx.in_hw, ctx.geom), None, None
         return unpool_switches(g, idx, ctx.in_hw), None, None
+
+
+def _narrow_conv(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
+    """(x, weight, bias, stride, padding, dilation) of a conv2d call whose transpose is cheaper as
+    a matrix product and a fold: plain (groups 1, numeric padding) and narrow (C_in·kh·kw <=
+    C_out, e.g. a first layer on greyscale or RGB pixels); None for any other call."""
+    names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+    vals: dict[str, Any] = dict(zip(names, args, strict=False))
+    vals.update({k: v for k, v in kwargs.items() if k in names})
+    x, w = vals.get("input"), vals.get("weight")
+    if not (isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor)):
+        return None
+    if x.ndim != 4 or w.ndim != 4 or not x.requires_grad or int(vals.get("groups", 1)) != 1:
+        return None
+    padding = vals.get("padding", 0)
+    if isinstance(padding, str) or w.shape[1] * w.shape[2] * w.shape[3] > w.shape[0]:
+        return None
+    stride, dilation = _pair(vals.get("stride", 1)), _pair(vals.get("dilation", 1))
+    return x, w, vals.get("bias"), stride, _pair(padding), dilation
+
+
+class _NarrowConv(torch.autograd.Function):
+    """conv2d whose generation backward (the input VJP only) is Wᵀ·g as one matrix product
+    folded back onto the input grid: several times faster on CPU than the convolution's own
+    backward-data kernel when the input has few channels. With ``ctl.true_grad`` backward is
+    autograd's own ``convolution_backward``, so training through it is unchanged."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        dilation: tuple[int, int],
+        ctl: _Control,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        ctx.has_bias, ctx.ctl = b is not None, ctl
+        # a train_forward's input leaf: the training backward never wants its gradient
+        ctx.skip_x = x.is_leaf and ctl.save_for_training
+        ctx.conf = (stride, padding, dilation)
+        return F.conv2d(x, w, b, stride, padding, dilation)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[Any, ...]:
+        x, w = ctx.saved_tensors
+        stride, padding, dilation = ctx.conf
+        if ctx.ctl.true_grad:
+            need = ctx.needs_input_grad
+            gx, gw, gb = _aten.convolution_backward(
+                g,
+                x,
+                w,
+                [w.shape[0]] if ctx.has_bias else None,
+                list(stride),
+                list(padding),
+                list(dilation),
+                False,
+                [0, 0],
+                1,
+                [need[0] and not ctx.skip_x, need[1], need[2] and ctx.has_bias],
+            )
+            return gx, gw, gb, None, None, None, None
+        n, c_out, ho, wo = g.shape
+        wt = w.reshape(c_out, -1).t().unsqueeze(0).expand(n, -1, -1)  # (N, C_in·kh·kw, C_out)
+        # a batched product keeps g in place (a plain matmul would copy g transposed)
+        cols = torch.bmm(wt, g.reshape(n, c_out, ho * wo).contiguous())  # (N, C_in·kh·kw, Ho·Wo)
+        gx = F.fold(cols, tuple(x.shape[-2:]), tuple(w.shape[-2:]), dilation, padding, stride)
+        return gx, None, None, None, None, None, None
+
+
+#: ops whose train-mode output differs from eval mode -> (position of `training`, its default)
+_TRAIN_DEPENDENT: dict[Any, tuple[int, bool]] = {
+    F.dropout: (2, True),
+    F.dropout1d: (2, True),
+    F.dropout2d: (2, True),
+    F.dropout3d: (2, True),
+    F.alpha_dropout: (2, False),
+    F.feature_alpha_dropout: (2, False),
+    F.batch_norm: (5, False),
+}
+
+
+def _train_dependent(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether this call of a dropout / batch-norm function behaves differently from eval."""
+    pos, default = _TRAIN_DEPENDENT[func]
+    training = kwargs.get("training", args[pos] if len(args) > pos else default)
+    if not training:
+        return False
+    if func is F.batch_norm:
+        return True
+    p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
+    return float(p) > 0.0
 
 
 class _ReverseMode(RectifierMode):
@@ -292,6 +430,8 @@ class _ReverseMode(RectifierMode):
     def __init__(self, module: nn.Module | None, on_rectifier: Any, ctl: _Control) -> None:
         super().__init__(module, on_rectifier)
         self._ctl = ctl
+        # (op, rectifier calls before it) for ops whose output differs between train and eval
+        self.train_ops: list[tuple[str, int]] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = dict(kwargs or {})
@@ -300,9 +440,15 @@ class _ReverseMode(RectifierMode):
             if x.ndim == 4 and x.requires_grad:
                 out, idx = _MaxPool.apply(x, self._ctl, geom)
                 return (out, idx) if (_MAXPOOL[func] or want_idx) else out
+        elif func is torch.conv2d:
+            conv = _narrow_conv(args, kwargs)
+            if conv is not None:
+                return _NarrowConv.apply(*conv, self._ctl)
         elif func in _NOT_REVERSIBLE:
             where, _ = self._where()
             self.others.append((_NOT_REVERSIBLE[func], where, len(self.calls)))
+        elif func in _TRAIN_DEPENDENT and _train_dependent(func, args, kwargs):
+            self.train_ops.append((func.__name__, len(self.calls)))
         elif "max_pool" in getattr(func, "__name__", "") and self._ctl.unpool != "switches":
             self._ctl.notes.add(
                 f"{func.__name__} is reversed through its switches (only 2-D max pooling has other unpooling rules)"
@@ -479,6 +625,44 @@ class ReverseNet:
         self._check(mode, upto, len(hs))
         return Forward(xl, hs, list(mode.calls))
 
+    def train_forward(
+        self, net: nn.Module, x: torch.Tensor, upto: int
+    ) -> tuple[Any, Forward, bool]:
+        """One *training* forward of ``net`` (the model, or a wrapper that calls it) that is also
+        the generation graph to h_upto, so SHADOW pays one forward pass instead of two.
+
+        The model runs in whatever mode it is in. Backward follows the generative rules until
+        :meth:`training_backward` is called, then the model's true derivatives (the same
+        kernels autograd uses for ReLU and max pooling), so the output's loss trains the
+        model exactly as a plain forward would (the input's own gradient is not computed: the
+        training backward wants the parameters' only). Returns ``(output, Forward, clean)``: ``clean``
+        is False when a train-mode op (dropout, batch statistics) ran below h_upto, so h_upto
+        differs from the eval-mode h that generation is defined on."""
+        xl = x.detach().requires_grad_(True)
+        hs: dict[int, torch.Tensor] = {}
+        ctl = self.ctl
+        ctl.save_for_training, ctl.true_grad = True, False
+
+        def on(
+            call: RectifierCall, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> torch.Tensor:
+            ctl.slopes[call.index] = _slope(call, args, kwargs)
+            fn = _rectifier_fn(func, args, kwargs)
+            out = _Rectify.apply(args[0], ctl, call.index, fn, call.op)
+            hs[call.index] = out
+            return out
+
+        mode = _ReverseMode(self.model, on, ctl)
+        with torch.enable_grad(), mode:
+            out = net(xl)
+        self._check(mode, upto, len(hs))
+        clean = not any(before < upto for _op, before in mode.train_ops)
+        return out, Forward(xl, hs, list(mode.calls)), clean
+
+    def training_backward(self) -> None:
+        """From now on, backward through a :meth:`train_forward` graph is the true gradient."""
+        self.ctl.true_grad = True
+
     def generate(self, fwd: Forward, layer: int, h: torch.Tensor) -> torch.Tensor:
         """x̃ generated from ``h`` (shaped like h_layer) through the transposed layers below it."""
         if layer not in fwd.hs:
@@ -503,9 +687,8 @@ class ReverseNet:
             raise NothingToAnalyseError(
                 f"h{layer} does not depend on the input", hint="pick another layer"
             )
-        xg = gx * self.ctl.alphas.get(
-            0, self.ctl.alpha_default
-        )  # the step into pixels: no ReLU (PAPER.md §1)
+        a0 = self.ctl.alphas.get(0, self.ctl.alpha_default)
+        xg = gx if a0 == 1.0 else gx * a0  # the step into pixels: no ReLU (PAPER.md §1)
         m = self.ctl.mask(xg)
         return (xg if m is None else xg * m).detach()
 

@@ -495,6 +495,12 @@ def fit(
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         net = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    # An augment hook may also offer ``shared_forward(net, model, x, y, generator)``, returning
+    # (net's output on x, extra batch) or None: its forward then serves the training loss too
+    # (SHADOW's generation graph is the training forward). Single process only: under DDP the
+    # hook's plain call is used, so DDP's gradient hooks see the usual forward.
+    shared = getattr(augment, "shared_forward", None) if world == 1 else None
+    trainable = [p for p in model.parameters() if p.requires_grad]
 
     m, s = _norm(mean, std, train.x.shape[1], dev)
     was_training = model.training
@@ -579,8 +585,20 @@ def fit(
                             xb = transform(xb, gens["transform"])
                         xb = _apply_norm(xb, m, s)
                         extra = None
+                        shared_out = None  # the output of net on xb, when the hook ran it
+                        only = None  # backward into these leaves only (None: all)
                         if augment is not None and epoch >= augment_start:
-                            extra = augment(model, xb, yb, gens["augment"])
+                            got = (
+                                shared(net, model, xb, yb, gens["augment"])
+                                if shared is not None
+                                else None
+                            )
+                            if got is not None:
+                                shared_out, extra = got
+                                # its input is a leaf of the generation graph: no gradient
+                                only = trainable or None
+                            else:
+                                extra = augment(model, xb, yb, gens["augment"])
                         weight = 1.0
                         if extra is not None:
                             if len(extra) == 3:
@@ -597,7 +615,7 @@ def fit(
                             glob
                         )  # DDP averages over ranks: sum / len(glob) overall
                         if extra is None:
-                            out = net(xb)  # (k, classes)
+                            out = net(xb) if shared_out is None else shared_out  # (k, classes)
                             loss_sum = F.cross_entropy(out, yb, reduction="sum")
                             loss = loss_sum * scale
                         else:
@@ -607,9 +625,9 @@ def fit(
                             xe, ye = extra[0].to(dev), extra[1].to(dev)
                             sync = getattr(net, "no_sync", None) if world > 1 else None
                             with sync() if sync is not None else contextlib.nullcontext():
-                                out = net(xb)  # (k, classes)
+                                out = net(xb) if shared_out is None else shared_out  # (k, classes)
                                 loss_sum = F.cross_entropy(out, yb, reduction="sum")
-                                (loss_sum * scale).backward()
+                                (loss_sum * scale).backward(inputs=only)
                             out_e = net(xe)  # (k', classes)
                             loss_e = F.cross_entropy(out_e, ye) if len(ye) else out_e.sum() * 0.0
                             loss_extra = weight * loss_e * (k * scale)
@@ -622,7 +640,7 @@ def fit(
                                 hint="lower the learning rate (--lr)",
                             )
                         if extra is None:
-                            loss.backward()
+                            loss.backward(inputs=only)
                         else:
                             loss_extra.backward()
                         opt.step()

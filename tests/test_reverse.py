@@ -53,6 +53,10 @@ def test_orthogonal_square_linear_inverts_exactly() -> None:
         (nn.Conv2d(4, 6, 3, stride=2, padding=1, dilation=2, groups=2), 17),
         (nn.Conv2d(2, 3, 4, stride=3, padding=0), 13),  # 13 -> 4; a naive transposed conv gives 12
         (nn.Conv2d(6, 6, 3, padding=1, groups=6), 9),  # depthwise
+        # narrow convs (C_in·k·k <= C_out) take the matrix-product-and-fold transpose
+        (nn.Conv2d(1, 32, 3, padding=1), 28),
+        (nn.Conv2d(1, 16, 3, stride=2, padding=1, dilation=2), 13),
+        (nn.Conv2d(2, 20, 3, stride=3), 13),  # 13 -> 4: the last input row is never read
     ],
 )
 def test_conv_transpose_is_the_adjoint(conv: nn.Conv2d, size: int) -> None:
@@ -69,6 +73,35 @@ def test_conv_transpose_is_the_adjoint(conv: nn.Conv2d, size: int) -> None:
     )  # A x, no bias
     lhs, rhs = (ax.double() * y.double()).sum(), (x.double() * x_gen.double()).sum()
     assert math.isclose(lhs.item(), rhs.item(), rel_tol=1e-4, abs_tol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("shape", "conf"),
+    [((1, 32, 3), ((1, 1), (1, 1), (1, 1))), ((3, 32, 3), ((2, 2), (0, 1), (1, 2))), ((2, 8, 2), ((3, 1), (1, 0), (1, 1)))],
+)
+def test_narrow_conv_generation_and_training_backward_match_autograd(shape, conf) -> None:
+    """The narrow-conv Function: its generation backward is autograd's input gradient (to float
+    rounding); with true_grad its input, weight and bias gradients are autograd's, bit for bit."""
+    from netprobe.reverse import _Control, _NarrowConv
+
+    torch.manual_seed(0)
+    c_in, c_out, k = shape
+    stride, padding, dilation = conf
+    x = torch.randn(3, c_in, 11, 10, requires_grad=True)
+    w = torch.randn(c_out, c_in, k, k, requires_grad=True)
+    b = torch.randn(c_out, requires_grad=True)
+    ref = F.conv2d(x, w, b, stride, padding, dilation)
+    g = torch.randn_like(ref)
+    ctl = _Control(keep=1.0, unpool="random", seed=0)
+    out = _NarrowConv.apply(x, w, b, stride, padding, dilation, ctl)
+    assert torch.equal(out, ref)
+    (gx,) = torch.autograd.grad(out, x, g, retain_graph=True)
+    want = torch.autograd.grad(ref, (x, w, b), g, retain_graph=True)
+    torch.testing.assert_close(gx, want[0], atol=1e-5, rtol=1e-5)
+    ctl.true_grad = True
+    got = torch.autograd.grad(out, (x, w, b), g)
+    for a, e in zip(got, want, strict=True):
+        assert torch.equal(a, e)
 
 
 def test_alexnet_conv1_from_torchvision_keeps_224() -> None:

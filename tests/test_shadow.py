@@ -97,6 +97,75 @@ def test_shadow_batch_is_a_function_of_the_generator() -> None:
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+class DropoutBelowH2(nn.Module):
+    """Dropout between h1 and h2: the train-mode h2 is not the h2 that generation uses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Dropout2d(0.5),
+            nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+@pytest.mark.parametrize("kind", ["plain", "dropout above h2", "dropout below h2"])
+def test_one_pass_forward_gives_the_same_shadow_batch_and_the_true_gradient(kind: str) -> None:
+    """fit's one-pass route (Augmenter.shared_forward): the training forward is also the generation
+    graph. x̃ must equal the two-pass hook's, and the output's gradient a plain forward's, bit for bit."""
+    torch.manual_seed(0)
+    model = {"plain": TinyConv(), "dropout above h2": TinyConv(dropout=0.5), "dropout below h2": DropoutBelowH2()}[kind]
+    model.train()
+    x, y = torch.randn(12, 1, 8, 8), torch.randint(0, 3, (12,))
+    aug = sh.Augmenter(sh.ShadowSettings(layer=2, keep=0.5, smooth=0.5))
+    ref = aug(model, x, y, torch.Generator().manual_seed(3))[0]
+    torch.manual_seed(7)  # the dropout masks
+    got = aug.shared_forward(model, model, x, y, torch.Generator().manual_seed(3))
+    assert got is not None
+    out, (xt, yt, w) = got
+    assert torch.equal(xt, ref) and torch.equal(yt, y) and w == 1.0
+    nn.functional.cross_entropy(out, y).backward()
+    one_pass = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    torch.manual_seed(7)
+    nn.functional.cross_entropy(model(x), y).backward()
+    for a, p in zip(one_pass, model.parameters(), strict=True):
+        assert torch.equal(a, p.grad)
+
+
+def test_one_pass_forward_steps_aside_where_it_cannot_match() -> None:
+    """Batch norm in training mode, scale=theory and ratio 0 take the two-pass hook."""
+    x, y = torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
+    bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Conv2d(2, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3))
+    g = torch.Generator().manual_seed(0)
+    assert sh.Augmenter(sh.ShadowSettings(layer=2)).shared_forward(bn, bn, x, y, g) is None
+    for settings in (sh.ShadowSettings(layer=2, scale="theory"), sh.ShadowSettings(layer=2, ratio=0.0)):
+        assert sh.Augmenter(settings).shared_forward(TinyConv(), TinyConv(), x, y, g) is None
+
+
+def test_shadow_training_is_the_same_with_one_pass_or_two() -> None:
+    """fit with the one-pass hook and with the plain hook train to the same weights, bit for bit."""
+    from netprobe.training import fit
+
+    class TwoPass:
+        def __init__(self) -> None:
+            self.aug = sh.Augmenter(sh.ShadowSettings(layer=2, keep=0.5))
+
+        def __call__(self, *a):  # no shared_forward: fit runs its own forward
+            return self.aug(*a)
+
+    weights = []
+    for hook in (sh.Augmenter(sh.ShadowSettings(layer=2, keep=0.5)), TwoPass()):
+        torch.manual_seed(0)
+        model = TinyConv(dropout=0.3)
+        fit(model, quadrant_data(64, 1), epochs=2, batch_size=16, seed=4, augment=hook)
+        weights.append(model.state_dict())
+    for k, v in weights[0].items():
+        assert torch.equal(v, weights[1][k]), k
+
+
 def test_synthesize_known_answer_one_orthogonal_layer() -> None:
     """h = relu(Q x) with orthogonal Q: the reverse net gives x̃ ∝ Qᵀ relu(Q x) (no ReLU into pixels);
     under scale=match that is standardised to x's mean and std."""

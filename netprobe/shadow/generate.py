@@ -84,7 +84,7 @@ def synthesize(
     down through the transposed layers (PAPER.md §1), smoothed, scaled. Same shape as x; the
     model is not changed (it runs in eval mode, restored afterwards). ``reverse`` may pass a
     ReverseNet whose α were already fitted (scale=theory) to reuse across chunks."""
-    from ..reverse import ReverseNet, gaussian_blur
+    from ..reverse import ReverseNet
 
     rn = reverse
     if rn is None:
@@ -94,6 +94,13 @@ def synthesize(
             rn.fit(x[: settings.fit_examples].detach(), settings.layer)
     fwd = rn.forward(x.detach(), settings.layer)
     xt = rn.generate(fwd, settings.layer, fwd.h(settings.layer))  # (N, *input) like x
+    return _finish(xt, x, settings)
+
+
+def _finish(xt: torch.Tensor, x: torch.Tensor, settings: ShadowSettings) -> torch.Tensor:
+    """Smoothing and scale of a generated batch ``xt`` for the real batch ``x``."""
+    from ..reverse import gaussian_blur
+
     if settings.smooth > 0 and xt.ndim == 4:
         xt = gaussian_blur(xt, settings.smooth)
     if settings.scale == "match":
@@ -124,6 +131,45 @@ class Augmenter:
         self.calls += 1
         self.seconds += time.perf_counter() - t0
         return xt, y, float(self.settings.ratio)
+
+    def shared_forward(
+        self,
+        net: nn.Module,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, float]] | None:
+        """``fit``'s one-pass variant of the hook: the training forward of the real batch is also
+        the generation graph (:meth:`ReverseNet.train_forward`), so h_ℓ costs no second forward
+        pass. Returns ``(output of net on x, (x̃, y, ratio))``, the same x̃ as :meth:`__call__`
+        with the same generator, or None where the one-pass route does not apply (``--ratio 0``;
+        ``scale="theory"``, whose α are fitted on an eval-mode pass per batch; batch norm in
+        training mode, whose running statistics the training forward updates before x̃ would
+        be generated from them)."""
+        from ..reverse import ReverseNet
+
+        s = self.settings
+        if s.ratio == 0.0 or s.scale != "match":
+            return None
+        if any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules()
+        ):
+            return None
+        seed = _seed_from(generator)
+        rn = ReverseNet(model, alpha=1.0, keep=s.keep, unpool=s.unpool, seed=seed)
+        out, fwd, clean = rn.train_forward(net, x, s.layer)
+        t0 = time.perf_counter()
+        try:
+            if clean:
+                xt = _finish(rn.generate(fwd, s.layer, fwd.h(s.layer)), x, s)
+            else:  # dropout or batch statistics below h_ℓ: generate from the eval-mode h
+                xt = synthesize(model, x, s, seed)
+        finally:
+            rn.training_backward()
+        self.calls += 1
+        self.seconds += time.perf_counter() - t0
+        return out, (xt, y, float(s.ratio))
 
 
 def mix_seed(seed: int, *parts: int) -> int:
