@@ -84,32 +84,7 @@ class Thresholds:
 # 0.85/sqrt(n)) for Gaussian samples with fitted mean and std: D* at upper-tail levels
 # LF_LEVELS, per sample size in LF_SIZES (Monte Carlo, 100k / 100k / 10k draws, seeded:
 # rebuild with ``simulate_lilliefors_null``). Stephens (1974) gives 0.895 at 5% and 1.035 at 1%.
-LF_LEVELS = (
-    0.99,
-    0.9,
-    0.8,
-    0.7,
-    0.6,
-    0.5,
-    0.4,
-    0.3,
-    0.2,
-    0.15,
-    0.1,
-    0.075,
-    0.05,
-    0.04,
-    0.03,
-    0.025,
-    0.02,
-    0.015,
-    0.0125,
-    0.01,
-    0.0075,
-    0.005,
-    0.0025,
-    0.001,
-)
+LF_LEVELS = sp.NULL_LEVELS  # the same grid of upper-tail probabilities as the spectrum null
 LF_SIZES = (64, 1024, 16384)
 LF_TABLE = (
     (
