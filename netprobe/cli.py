@@ -617,33 +617,16 @@ def reconstruct_cmd(
     forward pass re-infers h_ℓ from the generated x̃, next to controls."""
     from .data import load_dataset, prepare
     from .plots import reconstruction_depth, reconstruction_grid
-    from .reconstruct import parse_floats, pick, select_layers, work_units
+    from .reconstruct import check_options, parse_floats, pick, select_layers, work_units
     from .reconstruct import run as reconstruct
     from .render import reconstruct_table
-    from .reverse import UNPOOL_MODES, parse_alpha
+    from .reverse import parse_alpha
 
     if num < 1:
         raise OptionError(f"--num {num}: must be at least 1", hint="e.g. --num 32")
     if inputs is not None and dataset is not None:
         raise OptionError("--inputs and --dataset both given", hint="pass one source of inputs")
-    if unpool not in UNPOOL_MODES:
-        raise OptionError(
-            f"--unpool {unpool}: unknown unpooling", hint=f"use one of {', '.join(UNPOOL_MODES)}"
-        )
-    if not 0.0 < keep <= 1.0:
-        raise OptionError(
-            f"--keep {keep:g}: the keep-probability ρ must lie in (0, 1]",
-            hint="e.g. --keep 0.5; 1 = no generation dropout",
-        )
-    if not smooth >= 0.0:
-        raise OptionError(
-            f"--smooth {smooth:g}: must be a non-negative number of pixels",
-            hint="e.g. --smooth 1.0; 0 = off",
-        )
-    if batch_size < 1:
-        raise OptionError(
-            f"--batch-size {batch_size}: must be at least 1", hint="e.g. --batch-size 32"
-        )
+    check_options(smooth=smooth, batch_size=batch_size, keep=keep, unpool=unpool)
     alpha_v = parse_alpha(alpha)
     mean_v, std_v = parse_floats(mean, "--mean"), parse_floats(std, "--std")
     opts = {

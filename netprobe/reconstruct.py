@@ -421,6 +421,33 @@ class ReconstructionReport:
         return text
 
 
+def check_options(
+    *, smooth: float, batch_size: int, keep: float | None = None, unpool: str | None = None
+) -> None:
+    """The reconstruction options' ranges, one message each: the CLI calls this before it
+    creates the output folder or loads the model, :func:`run` for API callers."""
+    from .reverse import UNPOOL_MODES
+
+    if unpool is not None and unpool not in UNPOOL_MODES:
+        raise OptionError(
+            f"--unpool {unpool}: unknown unpooling", hint=f"use one of {', '.join(UNPOOL_MODES)}"
+        )
+    if keep is not None and not 0.0 < keep <= 1.0:
+        raise OptionError(
+            f"--keep {keep:g}: the keep-probability ρ must lie in (0, 1]",
+            hint="e.g. --keep 0.5; 1 = no generation dropout",
+        )
+    if smooth < 0 or not math.isfinite(smooth):
+        raise OptionError(
+            f"--smooth {smooth:g}: must be a non-negative number of pixels",
+            hint="e.g. --smooth 1.0; 0 = off",
+        )
+    if batch_size < 1:
+        raise OptionError(
+            f"--batch-size {batch_size}: must be at least 1", hint="e.g. --batch-size 32"
+        )
+
+
 def parse_floats(text: str | None, what: str) -> tuple[float, ...] | None:
     """``0.485,0.456,0.406`` -> a tuple of floats (``--mean`` / ``--std``)."""
     if text is None or not text.strip():
@@ -536,15 +563,7 @@ def run(
         raise NothingToAnalyseError(
             "no inputs to reconstruct", hint="give --num 1 or more and a non-empty --inputs"
         )
-    if smooth < 0 or not math.isfinite(smooth):
-        raise OptionError(
-            f"--smooth {smooth}: must be a non-negative number of pixels",
-            hint="e.g. --smooth 1.0; 0 = off",
-        )
-    if batch_size < 1:
-        raise OptionError(
-            f"--batch-size {batch_size}: must be at least 1", hint="e.g. --batch-size 32"
-        )
+    check_options(smooth=smooth, batch_size=batch_size)
     upto = max(h.index for h in layers)
     nets: dict[str, nn.Module] = {"model": model}
     if controls:
