@@ -32,10 +32,13 @@ import torch
 # spectra with min(k, N) above this go to SLQ under --spectrum auto: the exact route's
 # eigensolver alone takes ~25 s at 8192 on one core
 AUTO_EXACT_MAX_DIM = 8192
-# 8 probes x 10 steps: the KS error to the exact ESD is set by the steps (16 probes: 0.0167, 8: 0.0170
-# on 16384x4096 Gaussian + 3 spikes), while each pass over W costs ~0.7x with half the block
-SLQ_PROBES = 8
-SLQ_STEPS = 10  # KS to the exact ESD ~0.016 on 16384x4096 Gaussian + 3 spikes (9 steps: ~0.022)
+# 2 probes x 12 steps: the KS error to the exact ESD is set by the steps, not the probes (on
+# 16384x4096 Gaussian + 3 spikes, mean | max over 10 seeds: 8 x 10 steps 0.016 | 0.018, 2 x 10
+# 0.018 | 0.023, 2 x 12 0.014 | 0.019), and on CPU a pass with 2 probes costs ~0.6x one with 8
+SLQ_PROBES = 2
+SLQ_STEPS = 12
+# blocks this narrow are applied one GEMV per column (see _gram_apply)
+GEMV_MAX_PROBES = 4
 F32_EPS = float(np.finfo(np.float32).eps)
 TOP_CHECK = 100  # the top singular values the float32 error bound is checked on
 TOP_REL_TOL = 5e-5  # redo in float64 when the error estimate of their relative error passes this
@@ -289,16 +292,9 @@ class Quadrature:
         """The averaged quadrature CDF, linear between nodes (each node's mass split in
         half on either side: the midpoint rule between Chebyshev–Markov–Stieltjes bounds)."""
         x = np.asarray(x, dtype=np.float64)
-        F = np.zeros_like(x)
-        for th, w in zip(self.nodes, self.weights, strict=True):
-            C = np.cumsum(w) - w / 2
-            if len(th) > 1:  # ramps in and out over half a node spacing, not a jump at the ends
-                lo = max(th[0] - 0.5 * (th[1] - th[0]), 0.0)
-                hi = th[-1] + 0.5 * (th[-1] - th[-2])
-                th = np.concatenate([[lo], th, [hi]])
-                C = np.concatenate([[0.0], C, [1.0]])
-            F += np.interp(x, th, C, left=0.0, right=1.0)
-        return F / len(self.nodes)
+        flat = x.ravel()
+        xs = np.broadcast_to(flat, (len(self.nodes), len(flat)))
+        return _cdf_rows(self.nodes, self.weights, xs).mean(0).reshape(x.shape)
 
     def scaled(self, c: float) -> Quadrature:
         return Quadrature(self.nodes * c, self.weights)
@@ -307,41 +303,80 @@ class Quadrature:
         return float(self.nodes.max())
 
 
-def _tridiag_quadrature(alpha: np.ndarray, beta: np.ndarray) -> Quadrature:
-    """alpha (probes, m), beta (probes, m-1) -> Gauss nodes and weights (first components^2)."""
-    from scipy.linalg import eigh_tridiagonal
+def _cdf_rows(th: np.ndarray, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Row-wise :meth:`Quadrature.cdf` of one probe: th, w (B, s) ascending nodes and weights,
+    x (B, P) points -> (B, P): 0 below the first breakpoint, 1 above the last, linear
+    between. With two or more nodes the CDF ramps in
+    from 0 half a node spacing below the first node and out to 1 half a spacing above the
+    last."""
+    C = np.cumsum(w, axis=1) - w / 2
+    if th.shape[1] > 1:
+        lo = np.maximum(th[:, :1] - 0.5 * (th[:, 1:2] - th[:, :1]), 0.0)
+        hi = th[:, -1:] + 0.5 * (th[:, -1:] - th[:, -2:-1])
+        th = np.concatenate([lo, th, hi], axis=1)
+        C = np.concatenate([np.zeros_like(lo), C, np.ones_like(hi)], axis=1)
+    out = np.empty(x.shape)
+    for r in range(len(th)):  # np.interp per row: faster than any broadcast compare here
+        out[r] = np.interp(x[r], th[r], C[r], left=0.0, right=1.0)
+    return out
 
-    nodes, weights = [], []
-    for a, b in zip(alpha, beta, strict=True):
-        th, S = eigh_tridiagonal(a, b)
-        nodes.append(th)
-        weights.append(S[0] ** 2)
-    return Quadrature(np.array(nodes), np.array(weights))
+
+def _tridiag_quadrature(alpha: np.ndarray, beta: np.ndarray) -> Quadrature:
+    """alpha (probes, m), beta (probes, m-1) -> Gauss nodes and weights (first components^2),
+    all tridiagonals in one batched symmetric eigensolve."""
+    B, m = alpha.shape
+    T = np.zeros((B, m, m))
+    i = np.arange(m)
+    T[:, i, i] = alpha
+    if m > 1:
+        T[:, i[:-1], i[1:]] = beta
+        T[:, i[1:], i[:-1]] = beta
+    th, S = np.linalg.eigh(T)
+    return Quadrature(th, S[:, 0, :] ** 2)
 
 
 def _gram_apply(W: Any, V: Any, rows_small: bool, cache_elems: int = 1 << 20) -> Any:
     """G V for G the smaller Gram matrix, in one pass over W: W is cut into slabs of about
     4 MB along its long side and each slab is used twice while it is in cache. Works on
     numpy arrays (CPU, OpenBLAS: faster than MKL for these skinny products) and on torch
-    tensors (GPU)."""
+    tensors (GPU). On CPU a block of at most GEMV_MAX_PROBES columns is applied one
+    matrix-vector product per column while the slab is in cache: OpenBLAS's GEMM with 2-4
+    columns takes as long as with 8, while each extra GEMV on a cached slab costs ~1/4 pass."""
     m, n = W.shape
     is_np = isinstance(W, np.ndarray)
+    R = V.shape[1]
+    by_column = is_np and R <= GEMV_MAX_PROBES
     if rows_small:  # G = W W^T (m x m); slabs are column blocks W[:, j:j+b] (m, b)
         b = max(64, cache_elems // max(m, 1))
+        if by_column:
+            b *= 2  # each row of a column slab is a short strided run: longer runs, ~10% faster
+            VT = np.ascontiguousarray(V.T)  # (R, m)
+            acc = np.zeros((R, m), V.dtype)
+            for j in range(0, n, b):
+                Wb = W[:, j : j + b]
+                for r in range(R):
+                    acc[r] += Wb @ (VT[r] @ Wb)
+            return np.ascontiguousarray(acc.T)
         out = (
-            np.zeros((m, V.shape[1]), V.dtype)
+            np.zeros((m, R), V.dtype)
             if is_np
-            else torch.zeros((m, V.shape[1]), dtype=V.dtype, device=V.device)
+            else torch.zeros((m, R), dtype=V.dtype, device=V.device)
         )
         for j in range(0, n, b):
             Wb = W[:, j : j + b]  # (m, b)
             out += Wb @ (Wb.T @ V)  # (m, R)
         return out
     b = max(64, cache_elems // max(n, 1))  # G = W^T W (n x n); slabs are row blocks (b, n)
+    if by_column:
+        VT = np.ascontiguousarray(V.T)  # (R, n)
+        accT = np.zeros((R, n), V.dtype)
+        for i in range(0, m, b):
+            Wb = W[i : i + b]
+            for r in range(R):
+                accT[r] += (Wb @ VT[r]) @ Wb
+        return np.ascontiguousarray(accT.T)
     outT = (
-        np.zeros((V.shape[1], n), V.dtype)
-        if is_np
-        else torch.zeros((V.shape[1], n), dtype=V.dtype, device=V.device)
+        np.zeros((R, n), V.dtype) if is_np else torch.zeros((R, n), dtype=V.dtype, device=V.device)
     )
     for i in range(0, m, b):
         Wb = W[i : i + b]  # (b, n)
@@ -455,16 +490,19 @@ def laguerre_lanczos(
     Wishart matrix from any unit start vector produces exactly the leading block of the
     Laguerre tridiagonal model, so each probe is an independent O(steps) draw."""
     steps = min(steps, k)
-    alpha = np.zeros((probes, steps))
-    beta = np.zeros((probes, max(steps - 1, 0)))
-    for r in range(probes):
-        d2, o2 = laguerre_bidiagonal(k, n, rng, steps + 1)
-        # B^T B for lower-bidiagonal B: alpha_j = d_j^2 + o_{j-1}^2 ... here with the
-        # ordering that starts from e_1: alpha_1 = d_1^2, beta_1 = d_1 o_1, alpha_2 = o_1^2 + d_2^2
-        a = d2[:steps].copy()
-        a[1:] += o2[: steps - 1]
-        alpha[r] = a
-        beta[r] = np.sqrt(d2[: steps - 1] * o2[: steps - 1])
+    m = min(steps + 1, k)
+    # squared bidiagonal entries, one row per probe: diag chi_n, chi_{n-1}, ...; off chi_{k-1}, ...
+    d2 = rng.chisquare(n - np.arange(m), size=(probes, m))
+    o2 = (
+        rng.chisquare(k - 1 - np.arange(m - 1), size=(probes, m - 1))
+        if m > 1
+        else np.zeros((probes, 0))
+    )
+    # B^T B for lower-bidiagonal B, starting from e_1: alpha_1 = d_1^2, beta_1 = d_1 o_1,
+    # alpha_2 = o_1^2 + d_2^2, ...
+    alpha = d2[:, :steps].copy()
+    alpha[:, 1:] += o2[:, : steps - 1]
+    beta = np.sqrt(d2[:, : steps - 1] * o2[:, : steps - 1])
     return _tridiag_quadrature(alpha, beta)
 
 
@@ -611,27 +649,51 @@ def spectrum_ks_pvalue(D: float, k: int) -> float:
     return sf_from_table((k * D - m) / s, NULL_Z, NULL_LEVELS)
 
 
+APPROX_NULL_REPS = 2000  # 32 gave a log D sd 30% low for 2 probes and 5-9% false alarms at 1.25%
+
+
 @lru_cache(maxsize=128)
 def approx_null(
-    k: int, n: int, probes: int, steps: int, reps: int = 32, seed: int = 20151117
+    k: int, n: int, probes: int, steps: int, reps: int = APPROX_NULL_REPS, seed: int = NULL_SEED
 ) -> tuple[float, float]:
     """(mean, sd) of log D for the SLQ estimate of a k x n Gaussian matrix's spectrum
     against MP (the estimator's own error included), from the Laguerre Lanczos model."""
     rng = np.random.default_rng(seed)
-    vals = []
-    lam = k / n
-    for _ in range(reps):
-        qd = laguerre_lanczos(k, n, probes, steps, rng)
-        vals.append(math.log(max(ks_quadrature_to_mp(qd.scaled(1.0 / n), lam), 1e-12)))
-    return float(np.mean(vals)), float(np.std(vals, ddof=1))
+    qd = laguerre_lanczos(k, n, probes * reps, steps, rng)
+    s = qd.nodes.shape[1]
+    D = ks_quadratures_to_mp(
+        qd.nodes.reshape(reps, probes, s) / n, qd.weights.reshape(reps, probes, s), k / n
+    )
+    L = np.log(np.maximum(D, 1e-12))
+    return float(np.mean(L)), float(np.std(L, ddof=1))
+
+
+def ks_quadratures_to_mp(
+    nodes: np.ndarray, weights: np.ndarray, lam: float, grid: int = 2000
+) -> np.ndarray:
+    """sup |F_quadrature - F_MP| for a batch of quadratures (B, probes, steps), each on a
+    fine grid over the MP support plus its own nodes. Above the support F_MP = 1 and the
+    quadrature CDF only rises, so the grid's last point (just past the edge) covers it."""
+    B, R, s = nodes.shape
+    out = np.empty(B)
+    xg = np.linspace(0.0, mp_edges(lam)[1] * 1.001, grid)
+    Fg = mp_cdf(xg, lam)
+    step = max(1, (1 << 22) // (R * (grid + R * s)))  # quadratures per chunk: ~32 MB of points
+    for i in range(0, B, step):
+        th, w = nodes[i : i + step], weights[i : i + step]
+        c = len(th)
+        xn = th.reshape(c, R * s)
+        x = np.concatenate([np.broadcast_to(xg, (c, grid)), xn], 1)
+        F = _cdf_rows(th.reshape(c * R, s), w.reshape(c * R, s), np.repeat(x, R, axis=0))
+        F = F.reshape(c, R, -1).mean(1)
+        Fmp = np.concatenate([np.broadcast_to(Fg, (c, grid)), mp_cdf(xn, lam)], 1)
+        out[i : i + step] = np.max(np.abs(F - Fmp), axis=1)
+    return out
 
 
 def ks_quadrature_to_mp(qd: Quadrature, lam: float, grid: int = 2000) -> float:
-    """sup |F_quadrature - F_MP| on a fine grid covering both supports plus every node."""
-    a, b = mp_edges(lam)
-    hi = max(b, qd.max_node()) * 1.001
-    x = np.union1d(np.linspace(0.0, hi, grid), qd.nodes.ravel())
-    return float(np.max(np.abs(qd.cdf(x) - mp_cdf(x, lam))))
+    """sup |F_quadrature - F_MP| (see :func:`ks_quadratures_to_mp`)."""
+    return float(ks_quadratures_to_mp(qd.nodes[None], qd.weights[None], lam, grid)[0])
 
 
 # ---------------------------------------------------------------------------------------
