@@ -166,6 +166,25 @@ def test_slq_approximates_the_exact_spectral_distribution() -> None:
     assert qd2.max_node() == pytest.approx(ev[-1], rel=1e-5)
 
 
+@pytest.mark.parametrize("probes", [1, 3, 8])
+@pytest.mark.parametrize("shape", [(700, 130), (130, 700)])
+def test_gram_apply_routes_agree_with_the_gram_matrix(shape: tuple[int, int], probes: int) -> None:
+    """One GEMV per probe (numpy, <= 4 probes), GEMM on the block (numpy, more), and the torch
+    route the GPU takes (run here on CPU tensors), with slabs small enough to split W."""
+    g = torch.Generator().manual_seed(9)
+    W = torch.randn(*shape, generator=g)
+    rows_small = shape[0] <= shape[1]
+    k = min(shape)
+    V = torch.randn(k, probes, generator=g)
+    W64 = W.double()
+    want = (W64 @ W64.T if rows_small else W64.T @ W64) @ V.double()
+    got_np = sp._gram_apply(W.numpy(), V.numpy(), rows_small, cache_elems=8192)
+    got_t = sp._gram_apply(W, V, rows_small, cache_elems=8192)
+    assert isinstance(got_np, np.ndarray) and got_np.shape == (k, probes)
+    np.testing.assert_allclose(got_np, want.numpy(), rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(got_t.numpy(), want.numpy(), rtol=1e-4, atol=1e-2)
+
+
 def test_sigma_mp_is_one_for_gaussian_and_smaller_with_spikes() -> None:
     g = torch.Generator().manual_seed(5)
     W = torch.randn(400, 800, generator=g, dtype=torch.float64)
