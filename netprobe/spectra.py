@@ -456,14 +456,20 @@ def count_spikes_quadrature(qd: Quadrature, k: int, n: int, fro2: float, alpha: 
 
 
 def laguerre_bidiagonal(
-    k: int, n: int, rng: np.random.Generator, m: int | None = None
+    k: int, n: int, rng: np.random.Generator, m: int | None = None, rows: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Squared diagonal and squared off-diagonal of the bidiagonal B with B B^T distributed
     as W W^T for W k x n with i.i.d. N(0, 1) entries (Dumitriu & Edelman 2002, beta = 1):
-    diag chi_{n}, chi_{n-1}, ..., off-diagonal chi_{k-1}, chi_{k-2}, ... (first m only)."""
+    diag chi_{n}, chi_{n-1}, ..., off-diagonal chi_{k-1}, chi_{k-2}, ... (first m only);
+    ``rows`` independent draws as (rows, m) and (rows, m-1) arrays."""
     m = k if m is None else min(m, k)
-    d2 = rng.chisquare(n - np.arange(m))  # (m,)
-    o2 = rng.chisquare(k - 1 - np.arange(m - 1)) if m > 1 else np.zeros(0)  # (m-1,)
+    lead = () if rows is None else (rows,)
+    d2 = rng.chisquare(n - np.arange(m), size=(*lead, m))
+    o2 = (
+        rng.chisquare(k - 1 - np.arange(m - 1), size=(*lead, m - 1))
+        if m > 1
+        else np.zeros((*lead, 0))
+    )
     return d2, o2
 
 
@@ -489,14 +495,7 @@ def laguerre_lanczos(
     Wishart matrix from any unit start vector produces exactly the leading block of the
     Laguerre tridiagonal model, so each probe is an independent O(steps) draw."""
     steps = min(steps, k)
-    m = min(steps + 1, k)
-    # squared bidiagonal entries, one row per probe: diag chi_n, chi_{n-1}, ...; off chi_{k-1}, ...
-    d2 = rng.chisquare(n - np.arange(m), size=(probes, m))
-    o2 = (
-        rng.chisquare(k - 1 - np.arange(m - 1), size=(probes, m - 1))
-        if m > 1
-        else np.zeros((probes, 0))
-    )
+    d2, o2 = laguerre_bidiagonal(k, n, rng, steps + 1, rows=probes)
     # B^T B for lower-bidiagonal B, starting from e_1: alpha_1 = d_1^2, beta_1 = d_1 o_1,
     # alpha_2 = o_1^2 + d_2^2, ...
     alpha = d2[:, :steps].copy()
