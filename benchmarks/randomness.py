@@ -84,7 +84,7 @@ done(seconds=time.perf_counter() - t0, layers=n)
 
 NETPROBE = """
 from netprobe.loading import load
-from netprobe.randomness import analyse
+from netprobe.iid import analyse
 import scipy.special, scipy.linalg  # imports are not the analysis
 t0 = time.perf_counter()
 lm = load(PATH)

@@ -29,7 +29,7 @@ import torchvision
 from torch import nn
 
 from netprobe.archs import DigitNet
-from netprobe.layers import RectifierMode, eval_mode
+from netprobe.netlayers import RectifierMode, eval_mode
 from netprobe.loading import BUNDLED_MODEL, load
 from netprobe.reverse import ReverseNet
 

@@ -15,10 +15,16 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# The five entry points mirror the five commands; each returns its report object. No
+# submodule shares a name with them (importing one would shadow the function).
 _LAZY = {
+    "randomness": ("netprobe.iid", "randomness"),
+    "reconstruct": ("netprobe.reconstruction", "reconstruct"),
+    "shadow_train": ("netprobe.shadow", "shadow_train"),
+    "check": ("netprobe.zoo", "check"),
+    "layers": ("netprobe.listing", "layers"),
     "load": ("netprobe.loading", "load"),
     "LoadedModel": ("netprobe.loading", "LoadedModel"),
-    "layers": ("netprobe.inspect", "inspect"),
     "NetprobeError": ("netprobe.errors", "NetprobeError"),
     "load_dataset": ("netprobe.data", "load_dataset"),
     "bundled_digits": ("netprobe.data", "bundled_digits"),

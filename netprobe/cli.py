@@ -11,20 +11,23 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from . import __version__
 from .errors import EXIT_USAGE, NetprobeError, NothingToAnalyseError, OptionError
 
 if TYPE_CHECKING:
     from .loading import LoadedModel
-    from .report import OutputDir, RunInfo
+    from .report import OutputDir, Report, RunInfo
 
 out = Console(soft_wrap=True)  # results (stdout)
 err = Console(stderr=True, soft_wrap=True)  # progress, logs, errors (stderr)
@@ -129,9 +132,14 @@ ThreadsOpt = Annotated[
 FORMATS = ("table", "json", "csv", "md")
 
 
+# options that steer the terminal, not the analysis: not recorded in run.json
+_NOT_RECORDED = {"ctx", "fmt", "quiet", "debug", "force", "output_dir", "threads"}
+
+
 @dataclass
 class Run:
-    """What every command needs besides its own options."""
+    """What every command needs besides its own options: the device, the seed, the output
+    format and folder, and the run.json record (options taken once from the click context)."""
 
     command: str
     device: str
@@ -141,8 +149,10 @@ class Run:
     output: OutputDir | None
     info: RunInfo
 
-    def progress(self) -> Any:
-        """A rich Progress on stderr (disabled with --quiet)."""
+    @contextmanager
+    def progress(self, what: str) -> Iterator[Callable[[int, int, str], None]]:
+        """A progress bar on stderr (off with --quiet), as the ``progress(done, total,
+        label)`` callback every long library call takes."""
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -151,7 +161,7 @@ class Run:
             TimeElapsedColumn,
         )
 
-        return Progress(
+        bar = Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -160,50 +170,53 @@ class Run:
             disable=self.quiet,
             transient=True,
         )
+        with bar:
+            task = bar.add_task(escape(what), total=None)
+
+            def update(done: int, total: int, label: str = "") -> None:
+                bar.update(task, completed=done, total=total, description=escape(label or what))
+
+            yield update
 
     def log(self, msg: str) -> None:
+        """A dim line on stderr (off with --quiet); ``msg`` is plain text, never markup."""
         if not self.quiet:
-            err.print(msg, highlight=False)
+            err.print(Text(msg, style="dim"), highlight=False)
 
-    def finish(self, model: LoadedModel | None = None, **extra: Any) -> None:
-        """Write run.json last, so its presence means the run completed."""
+    def note(self, msg: str) -> None:
+        if not self.quiet:
+            err.print(Text.assemble(("note: ", "yellow"), msg), highlight=False)
+
+    def emit(self, report: Report, table: Any) -> None:
+        """Print the result to stdout in the format asked for."""
+        from .report import frame_to_csv, to_json
+
+        if self.fmt == "json":
+            sys.stdout.write(to_json(report.to_dict()))
+        elif self.fmt == "csv":
+            sys.stdout.write(frame_to_csv(report.to_frame()))
+        elif self.fmt == "md":
+            sys.stdout.write(report.to_markdown())
+        else:
+            out.print(table)
+        sys.stdout.flush()
+
+    def finish(self, report: Report, model: LoadedModel | None = None) -> None:
+        """Write the report's files, then run.json last, so its presence means the run
+        completed."""
         if self.output is None:
             return
+        report.write(self.output)
         if model is not None:
             self.info.model = model.provenance()
-        self.info.extra.update(extra)
+        self.info.extra.update(report.headline())
         self.info.extra["files"] = list(self.output.written)
         self.output.write_json("run.json", self.info.to_dict())
-        self.log(f"[dim]wrote {len(self.output.written)} files to {self.output.path}[/dim]")
-
-
-def resolve_device(spec: str) -> str:
-    import torch
-
-    s = spec.strip().lower()
-    if s == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if s == "cpu":
-        return "cpu"
-    if s == "cuda" or s.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise OptionError(
-                f"--device {spec}: CUDA is not available on this machine",
-                hint="use --device cpu or auto",
-            )
-        if ":" in s:
-            idx = s.split(":", 1)[1]
-            if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
-                raise OptionError(
-                    f"--device {spec}: no such GPU (this machine has {torch.cuda.device_count()})",
-                    hint="use cuda:0 .. cuda:N-1",
-                )
-        return s
-    raise OptionError(f"--device {spec}: unknown device", hint="use auto, cpu, cuda or cuda:N")
+        self.log(f"wrote {len(self.output.written)} files to {self.output.path}")
 
 
 def start(
-    command: str,
+    ctx: typer.Context | str,
     *,
     device: str = "auto",
     seed: int = 0,
@@ -213,18 +226,21 @@ def start(
     force: bool = False,
     threads: int | None = None,
     writes: bool = True,
-    options: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,  # transitional: commands not yet on ctx
 ) -> Run:
-    """Check the shared options at the door and set up the run (nothing is written yet)."""
+    """Check the shared options at the door and set up the run (nothing is written yet).
+    The command's options are recorded once, from the click context."""
     from .report import OutputDir, RunInfo, default_output_dir
+    from .runtime import check_threads, resolve_device
 
+    command = ctx if isinstance(ctx, str) else (ctx.info_name or "netprobe")
+    params = options or {} if isinstance(ctx, str) else ctx.params
     if fmt not in FORMATS:
         raise OptionError(
             f"--format {fmt}: unknown format", hint=f"use one of {', '.join(FORMATS)}"
         )
+    check_threads(threads)
     if threads is not None:
-        if threads < 1:
-            raise OptionError(f"--threads {threads}: must be at least 1", hint="e.g. --threads 2")
         import torch
 
         torch.set_num_threads(threads)
@@ -232,7 +248,11 @@ def start(
     output = None
     if writes:
         output = OutputDir(output_dir or default_output_dir(command), force=force).check()
-    opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in (options or {}).items()}
+    opts = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in params.items()
+        if k not in _NOT_RECORDED
+    }
     info = RunInfo(
         command=command, argv=["netprobe", *sys.argv[1:]], options=opts, device=dev, seed=seed
     )
@@ -247,12 +267,13 @@ def load_model(
     arch: str | None = None,
     trust_pickle: bool = False,
     input_shape: str | None = None,
+    seed: int = 0,
     quiet: bool = False,
 ) -> LoadedModel:
     from .loading import load
 
     if not quiet:
-        err.print(f"[dim]loading {model or 'the bundled digit net'}…[/dim]", highlight=False)
+        err.print(Text(f"loading {model or 'the bundled digit net'}…", style="dim"))
     return load(
         model,
         weights=weights,
@@ -260,6 +281,7 @@ def load_model(
         arch=arch,
         trust_pickle=trust_pickle,
         input_shape=input_shape,
+        seed=seed,
     )
 
 
@@ -280,20 +302,22 @@ def command(fn: F) -> F:
         except NetprobeError as e:
             if debug:
                 err.print_exception()
-            err.print(f"[bold red]error:[/bold red] {e.one_line()}", highlight=False, markup=True)
+            err.print(Text.assemble(("error: ", "bold red"), e.one_line()), highlight=False)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/yellow]")
+            err.print(Text("interrupted", style="yellow"))
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except Exception as e:  # noqa: BLE001 - the last line of defence
+        except Exception as e:  # the last line of defence
             if debug:
                 err.print_exception()
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
             err.print(
-                f"[bold red]internal error:[/bold red] {type(e).__name__}: {msg[:300]}; "
-                "this is a bug in netprobe: rerun with --debug and report the traceback",
+                Text.assemble(
+                    ("internal error: ", "bold red"),
+                    f"{type(e).__name__}: {msg[:300]}; this is a bug in netprobe: "
+                    "rerun with --debug and report the traceback",
+                ),
                 highlight=False,
-                markup=False,
             )
             raise typer.Exit(EXIT_INTERNAL) from None
 
@@ -322,21 +346,24 @@ def emit(run: Run, frame: Any, json_obj: Any, md: str, table: Any) -> None:
 @app.command("layers")
 @command
 def layers_cmd(
+    ctx: typer.Context,
     model: ModelArg = None,
     weights: WeightsOpt = "default",
     weights_file: WeightsFileOpt = None,
     arch: ArchOpt = None,
     trust_pickle: TrustPickleOpt = False,
     input_shape: InputShapeOpt = None,
+    seed: SeedOpt = 0,
     fmt: FormatOpt = "table",
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """List the weight layers (as matrices) and the hidden layers h1..hL that --layer names."""
-    from .inspect import inspect
+    """List the weight layers (as matrices) and the hidden layers h1..hL, named the way
+    --layer accepts them."""
+    from .listing import layers
     from .render import layers_table
 
-    run = start("layers", device="cpu", fmt=fmt, quiet=quiet, writes=False)
+    run = start(ctx, device="cpu", seed=seed, fmt=fmt, quiet=quiet, writes=False)
     lm = load_model(
         model,
         weights=weights,
@@ -344,12 +371,13 @@ def layers_cmd(
         arch=arch,
         trust_pickle=trust_pickle,
         input_shape=input_shape,
+        seed=seed,
         quiet=quiet,
     )
-    info = inspect(lm)
-    emit(run, info.to_frame(), info.to_dict(), info.to_markdown(), layers_table(info))
-    if info.hidden_note and not quiet:
-        err.print(f"[yellow]note:[/yellow] {info.hidden_note}", highlight=False)
+    report = layers(lm)
+    run.emit(report, layers_table(report))
+    if report.hidden_note:
+        run.note(report.hidden_note)
 
 
 # ---------------------------------------------------------------------------------------
@@ -419,7 +447,7 @@ def randomness_cmd(
     spectrum against Marchenko-Pastur, spikes (paper §2.1)."""
     import contextlib
 
-    from .randomness import SPECTRUM_MODES, Thresholds, analyse
+    from .iid import SPECTRUM_MODES, Thresholds, analyse
     from .render import randomness_table
 
     if spectrum not in SPECTRUM_MODES:
@@ -489,7 +517,7 @@ def randomness_cmd(
     figs: list[tuple[str, str]] = []
     if figures and report.analysed:
         from .plots import randomness_layer_grid, randomness_summary
-        from .randomness import reference_singular_values
+        from .iid import reference_singular_values
 
         run.log("[dim]drawing figures…[/dim]")
         fig = randomness_summary(report)
@@ -617,8 +645,8 @@ def reconstruct_cmd(
     forward pass re-infers h_ℓ from the generated x̃, next to controls."""
     from .data import load_dataset, prepare
     from .plots import reconstruction_depth, reconstruction_grid
-    from .reconstruct import check_options, parse_floats, pick, select_layers, work_units
-    from .reconstruct import run as reconstruct
+    from .reconstruction import check_options, parse_floats, pick, select_layers, work_units
+    from .reconstruction import run as reconstruct
     from .render import reconstruct_table
     from .reverse import parse_alpha
 
@@ -1212,7 +1240,7 @@ def check_cmd(
     """Check randomness and reversibility rules over a model zoo; exit 1 when a rule fails."""
     import time
 
-    from . import check as chk
+    from . import zoo as chk
     from .render import check_table
     from .report import atomic_write_text
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .errors import LoadError, NetprobeError, OptionError, UnsafeFileError
+from .seeds import build_initialised, seeded
 
 ASSETS = Path(__file__).parent / "assets"
 BUNDLED_MODEL = ASSETS / "digitnet.pt"
@@ -425,7 +426,7 @@ def _torchvision_transform_info(
 
 
 def _load_torchvision(
-    name: str, weights: str, weights_file: Path | None, trust_pickle: bool
+    name: str, weights: str, weights_file: Path | None, trust_pickle: bool, seed: int = 0
 ) -> LoadedModel:
     import torchvision.models as tvm
 
@@ -450,8 +451,8 @@ def _load_torchvision(
         lm.module = _load_into(model, sd, str(weights_file), name)
         lm.path, lm.sha256, lm.weights = weights_file, _sha(weights_file), f"file {weights_file}"
     elif weights.lower() == "none":
-        lm.module = tvm.get_model(name, weights=None)
-        lm.weights = "random initialisation (--weights none)"
+        lm.module = build_initialised(name, seed)
+        lm.weights = f"random initialisation (--weights none, seed {seed})"
     else:
         if weights.lower() in ("default", ""):
             w = default
@@ -493,7 +494,7 @@ def _missing_weights(name: str, cache: Path, why: str | None = None) -> LoadErro
 
 
 def _load_timm(
-    name: str, weights: str, weights_file: Path | None, trust_pickle: bool
+    name: str, weights: str, weights_file: Path | None, trust_pickle: bool, seed: int = 0
 ) -> LoadedModel:
     if _offline():  # read before huggingface_hub is imported
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -507,7 +508,8 @@ def _load_timm(
         raise LoadError(f"timm:{name}: unknown timm model", hint=_suggest(name, timm.list_models()))
     pretrained = weights.lower() != "none" and weights_file is None
     try:
-        model = timm.create_model(name, pretrained=pretrained)
+        with seeded(seed):  # the random init (--weights none) is a function of the seed
+            model = timm.create_model(name, pretrained=pretrained)
     except Exception as e:  # noqa: BLE001 - hub failures come in many types
         raise LoadError(
             f"timm:{name}: could not get pretrained weights ({_first_line(e)})",
@@ -743,8 +745,10 @@ def load(
     arch: str | None = None,
     trust_pickle: bool = False,
     input_shape: tuple[int, ...] | str | None = None,
+    seed: int = 0,
 ) -> LoadedModel:
-    """Load MODEL from any source netprobe knows (see the module docstring)."""
+    """Load MODEL from any source netprobe knows (see the module docstring). ``seed`` makes
+    a random initialisation (``weights="none"``) reproducible."""
     if isinstance(input_shape, str):
         input_shape = parse_input_shape(input_shape)
     wf = Path(weights_file) if weights_file is not None else None
@@ -764,12 +768,12 @@ def load(
         if (
             not isinstance(spec, os.PathLike) and not Path(s).is_file() and s in _tv_names()
         ):  # files skip the torchvision import
-            lm = _load_torchvision(s, weights, wf, trust_pickle)
+            lm = _load_torchvision(s, weights, wf, trust_pickle, seed)
             if input_shape is not None:
                 lm.input_shape = input_shape
             return lm
         if s.startswith("timm:"):
-            lm = _load_timm(s[5:], weights, wf, trust_pickle)
+            lm = _load_timm(s[5:], weights, wf, trust_pickle, seed)
             if input_shape is not None:
                 lm.input_shape = input_shape
             return lm
@@ -791,6 +795,27 @@ def load(
         raise LoadError(
             f"{s}: out of memory while loading", hint="free memory or use a smaller model"
         ) from e
+
+
+def ensure_loaded(
+    model: LoadedModel | nn.Module | str | os.PathLike[str] | None, **load_kwargs: Any
+) -> LoadedModel:
+    """What every library entry point (``netprobe.randomness(model, ...)`` and the rest)
+    does with its ``model`` argument: a :class:`LoadedModel` is used as it is, an
+    ``nn.Module`` is wrapped, anything else is a MODEL spec for :func:`load`."""
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, nn.Module):
+        return LoadedModel(
+            spec=type(model).__name__,
+            kind="module",
+            tensors=dict(model.state_dict()),
+            module=model,
+            input_shape=parse_input_shape(load_kwargs.get("input_shape"))
+            if isinstance(load_kwargs.get("input_shape"), str)
+            else load_kwargs.get("input_shape"),
+        )
+    return load(model, **load_kwargs)
 
 
 def save_checkpoint(

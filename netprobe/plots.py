@@ -27,7 +27,7 @@ def randomness_layer_grid(
     """One row per layer: the singular values of W / (sigma sqrt(N)) against the
     Marchenko–Pastur (quarter-circle when square) density and a same-shape Gaussian matrix;
     the entries' histogram on a log axis with the fitted Gaussian; a normal Q–Q plot.
-    ``layers`` are :class:`netprobe.randomness.LayerResult`; ``refs`` maps a layer name to
+    ``layers`` are :class:`netprobe.iid.LayerResult`; ``refs`` maps a layer name to
     its reference Gaussian singular values (same scale as the layer's)."""
     import math
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from .inspect import ModelLayers
+    from .listing import ModelLayers
 
 
 def fmt_num(v: Any, digits: int = 3) -> str:
@@ -55,7 +55,7 @@ def layers_table(info: ModelLayers) -> Any:
     for col in ("h", "module", "op", "shape", "units"):
         h.add_column(col, justify="right" if col == "units" else "left")
     for hl in info.hidden:
-        h.add_row(hl.name, hl.where, hl.op, "x".join(map(str, hl.shape)), fmt_num(hl.size))
+        h.add_row(hl.name, hl.where, hl.kind, "x".join(map(str, hl.shape)), fmt_num(hl.size))
     parts: list[Any] = [w]
     if info.hidden:
         parts.append(h)

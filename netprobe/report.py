@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import OptionError, OutputExistsError
 
@@ -177,6 +177,31 @@ class OutputDir:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         return atomic_write_bytes(self._note(name), buf.getvalue())
+
+
+def as_output_dir(output: OutputDir | str | os.PathLike[str], force: bool = False) -> OutputDir:
+    """An :class:`OutputDir` from a path (API callers) or the CLI's checked one."""
+    return output if isinstance(output, OutputDir) else OutputDir(Path(output), force=force).check()
+
+
+@runtime_checkable
+class Report(Protocol):
+    """The surface every netprobe report shares (randomness, reconstruct, shadow-train,
+    check, layers): one row per layer/model/epoch as a DataFrame, a JSON-able dict, a
+    Markdown summary, and ``write(output_dir)`` that writes the report's own files
+    atomically and returns their names. ``headline()`` is the short dict (verdict, key
+    numbers) that run.json records beside the options.
+    """
+
+    def to_frame(self) -> Any: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def to_markdown(self) -> str: ...
+
+    def write(self, output: OutputDir | str | os.PathLike[str]) -> list[str]: ...
+
+    def headline(self) -> dict[str, Any]: ...
 
 
 def versions() -> dict[str, str]:

@@ -8,7 +8,7 @@ applied layer by layer from h_ℓ down to the input, with no ReLU (and so no fac
 step into pixels, and biases unused.
 
 How (DESIGN.md, "Reverse engine"): the transpose of a net's linear part is its vector–Jacobian
-product. :class:`ReverseNet` runs the model forward under a :class:`~netprobe.layers.RectifierMode`
+product. :class:`ReverseNet` runs the model forward under a :class:`~netprobe.netlayers.RectifierMode`
 that puts a custom autograd Function at every rectifier call; that Function's *backward* is the
 generative rule "r(α · reverse signal) ⊙ m" instead of the ReLU derivative. Then
 
@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import NothingToAnalyseError, OptionError
-from .layers import RectifierCall, RectifierMode, eval_mode
+from .netlayers import RectifierCall, RectifierMode, eval_mode
 
 UNPOOL_MODES = ("random", "switches", "copy")
 ALPHA_MODES = ("theory", "calibrated")

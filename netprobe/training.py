@@ -354,7 +354,7 @@ def _eval_sums(
     device: torch.device,
 ) -> tuple[float, int, int]:
     """(sum of cross-entropy, number correct, count) over x, in eval mode, without gradients."""
-    from .layers import eval_mode
+    from .netlayers import eval_mode
 
     loss, correct = 0.0, 0
     with eval_mode(model), torch.no_grad():

@@ -11,7 +11,7 @@ import torch
 from models import CrashOnLoad, HangOnLoad, TinyMLP
 from typer.testing import CliRunner
 
-from netprobe import check as chk
+from netprobe import zoo as chk
 from netprobe.cli import app
 from netprobe.errors import OptionError
 

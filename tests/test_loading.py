@@ -13,7 +13,7 @@ from models import FunctionalNet, TinyMLP
 from torch import nn
 
 from netprobe.errors import LoadError, OptionError, UnsafeFileError
-from netprobe.layers import hidden_layers
+from netprobe.netlayers import hidden_layers
 from netprobe.loading import load, pickle_globals, save_checkpoint, sniff
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from netprobe import randomness as rd
+from netprobe import iid as rd
 from netprobe import spectra as sp
 from netprobe.cli import app
 from netprobe.errors import NothingToAnalyseError, OptionError

@@ -17,7 +17,7 @@ from netprobe.archs import DigitNet
 from netprobe.cli import app
 from netprobe.errors import OptionError
 from netprobe.loading import BUNDLED_MODEL, save_checkpoint
-from netprobe.reconstruct import (
+from netprobe.reconstruction import (
     ARMS,
     compare,
     fresh_init,

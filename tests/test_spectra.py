@@ -122,7 +122,7 @@ def test_spectrum_null_extrapolates_beyond_the_table() -> None:
 @pytest.mark.slow
 def test_null_tables_reproduce() -> None:
     """The shipped null tables come out of their generators (smaller draws, same seed)."""
-    from netprobe.randomness import LF_LEVELS, LF_TABLE, simulate_lilliefors_null
+    from netprobe.iid import LF_LEVELS, LF_TABLE, simulate_lilliefors_null
 
     v = sp.simulate_spectrum_null(64, 1000)
     row = dict((r[0], r[1:3]) for r in sp.NULL_MOMENTS)[64]

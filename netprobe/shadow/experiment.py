@@ -439,7 +439,7 @@ def resolve_hidden_layer(
     model: nn.Module, input_shape: tuple[int, ...], layer: str
 ) -> tuple[int, str]:
     """``--layer`` (h2, a module path) -> (index, description), checked at the door."""
-    from ..layers import hidden_layers, resolve_layer
+    from ..netlayers import hidden_layers, resolve_layer
 
     hl = resolve_layer(layer, hidden_layers(model, input_shape))
     return hl.index, f"{hl.name} ({hl.where}, {'x'.join(map(str, hl.shape))})"

@@ -213,7 +213,7 @@ def classify(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512
 ) -> tuple[float, float]:
     """(error, mean cross-entropy) of ``model`` on normalised x, in eval mode, without gradients."""
-    from ..layers import eval_mode
+    from ..netlayers import eval_mode
 
     dev = _model_device(model)
     wrong, loss = 0, 0.0

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import NothingToAnalyseError, OptionError
-from .layers import (
+from .netlayers import (
     HiddenLayer,
     RectifierCall,
     RectifierMode,

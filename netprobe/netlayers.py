@@ -15,6 +15,7 @@ Two definitions every command shares:
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -100,20 +101,22 @@ def weight_layers(
     return select(out, include, exclude)
 
 
+def glob_keep(name: str, include: list[str] | None, exclude: list[str] | None) -> bool:
+    """Whether a tensor name (``features.0.weight``) passes ``--layers``/``--exclude``:
+    a glob matches the name itself or its module path (``features.0``). The one layer-glob
+    rule for every command."""
+    module = name.rpartition(".")[0]
+
+    def hit(pats: list[str]) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(module, p) for p in pats)
+
+    return (not include or hit(include)) and not (exclude and hit(exclude))
+
+
 def select(
     layers: list[WeightLayer], include: list[str] | None, exclude: list[str] | None
 ) -> list[WeightLayer]:
-    def hit(layer: WeightLayer, pats: list[str]) -> bool:
-        return any(
-            fnmatch.fnmatchcase(layer.name, p) or fnmatch.fnmatchcase(layer.module_path, p)
-            for p in pats
-        )
-
-    if include:
-        layers = [wl for wl in layers if hit(wl, include)]
-    if exclude:
-        layers = [wl for wl in layers if not hit(wl, exclude)]
-    return layers
+    return [wl for wl in layers if glob_keep(wl.name, include, exclude)]
 
 
 def as_matrix(layer: WeightLayer, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -288,11 +291,15 @@ class HiddenLayer:
 
     @property
     def where(self) -> str:
-        """Human-readable location, e.g. ``features.1`` or ``layer1.0.relu (call 2)``."""
+        """The location in the form ``--layer`` accepts: ``features.1``, or
+        ``layer1.0.relu#2`` for the module's second rectifier call."""
         base = self.module_path or "<model>"
-        if self.functional:
-            base = f"{base} · F.{self.op}()"
-        return base if self.call == 1 else f"{base} (call {self.call})"
+        return base if self.call == 1 else f"{base}#{self.call}"
+
+    @property
+    def kind(self) -> str:
+        """``ReLU`` for a module, ``F.relu()`` for a functional call in a forward()."""
+        return f"F.{self.op}()" if self.functional else self.op
 
     @property
     def size(self) -> int:
@@ -392,6 +399,9 @@ def hidden_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[Hidden
     return hidden
 
 
+_LABEL_CALL = re.compile(r"^(.*?)\s*\(call (\d+)\)$")
+
+
 def resolve_layer(spec: str, hidden: list[HiddenLayer]) -> HiddenLayer:
     """``h2``, a module path (``features.4``; ``layer1.0.relu#2`` for a later call), or a
     1-based index. Raises an OptionError naming the valid range."""
@@ -400,7 +410,7 @@ def resolve_layer(spec: str, hidden: list[HiddenLayer]) -> HiddenLayer:
             "this model has no rectifier (ReLU, LeakyReLU, ReLU6), so it has no hidden layers h1..hL",
             hint="netprobe's reverse net needs a ReLU network",
         )
-    s = spec.strip()
+    s = _LABEL_CALL.sub(r"\1#\2", spec.strip())  # "layer1.0.relu (call 2)" -> "...#2"
     rng = f"h1..h{len(hidden)}"
     if s.lower().startswith("h") and s[1:].isdigit():
         i = int(s[1:])

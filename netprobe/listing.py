@@ -1,13 +1,19 @@
-"""``netprobe layers``: a model's weight layers (as matrices) and its hidden layers h1..hL."""
+"""``netprobe layers``: a model's weight layers (as matrices) and its hidden layers h1..hL.
+
+:func:`layers` is the library call behind the command (``netprobe.layers(model)``); the
+layer views themselves live in :mod:`netprobe.netlayers`.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import NothingToAnalyseError
-from .layers import HiddenLayer, WeightLayer, hidden_layers, weight_layers
-from .loading import LoadedModel
+from .netlayers import HiddenLayer, WeightLayer, hidden_layers, weight_layers
+from .loading import LoadedModel, ensure_loaded
+from .report import OutputDir, as_output_dir
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class ModelLayers:
                     "section": "hidden",
                     "name": h.name,
                     "module": h.where,
-                    "type": h.op,
+                    "type": h.kind,
                     "shape": "x".join(map(str, h.shape)),
                     "params": h.size,
                 }
@@ -91,9 +97,27 @@ class ModelLayers:
         )
         return text
 
+    def headline(self) -> dict[str, Any]:
+        return {"weight_layers": len(self.weight), "hidden_layers": len(self.hidden)}
 
-def inspect(lm: LoadedModel) -> ModelLayers:
+    def write(self, output: OutputDir | str | os.PathLike[str]) -> list[str]:
+        out = as_output_dir(output)
+        out.write_csv("layers.csv", self.to_frame())
+        out.write_json("layers.json", self.to_dict())
+        out.write_text("layers.md", self.to_markdown())
+        return ["layers.csv", "layers.json", "layers.md"]
+
+
+def layers(model: LoadedModel | Any = None, **load_kwargs: Any) -> ModelLayers:
+    """The weight layers and hidden layers of MODEL (a spec, a LoadedModel or an nn.Module).
+    A model with no weight matrix at all is a :class:`NothingToAnalyseError` (exit 4)."""
+    lm = ensure_loaded(model, **load_kwargs)
     weights = weight_layers(lm.tensors, lm.module)
+    if not weights:
+        raise NothingToAnalyseError(
+            f"{lm.display}: no weight matrix (no tensor with 2 or more dimensions)",
+            hint="netprobe analyses Linear and Conv weights; check that this is the model's weights file",
+        )
     hidden: list[HiddenLayer] = []
     note = None
     if lm.module is None:

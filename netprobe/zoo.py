@@ -370,7 +370,7 @@ def measure(spec: str, rules: Rules, opts: Mapping[str, Any]) -> ModelResult:
     """Load one model and evaluate every rule. Raises NetprobeError for load failures."""
     import torch
 
-    from .layers import as_matrix, weight_layers
+    from .netlayers import as_matrix, weight_layers
     from .loading import load
 
     t0 = time.time()
@@ -434,7 +434,7 @@ def _randomness_rules(
     lows: Mapping[str, float],
     opts: Mapping[str, Any],
 ) -> list[RuleResult]:
-    from .randomness import analyse
+    from .iid import analyse
 
     report = analyse(
         lm,
@@ -478,7 +478,7 @@ def _randomness_rules(
 
 
 def _reconstruct_rule(lm: Any, cfg: Mapping[str, Any], opts: Mapping[str, Any]) -> RuleResult:
-    from .reconstruct import check_error
+    from .reconstruction import check_error
 
     thr = float(cfg["max_error"])
     err = check_error(
@@ -539,7 +539,7 @@ def _context() -> Any:
     methods = mp.get_all_start_methods()
     if "forkserver" in methods:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["torch", "netprobe.check", "netprobe.loading"])
+        ctx.set_forkserver_preload(["torch", "netprobe.zoo", "netprobe.loading"])
         return ctx
     return mp.get_context("spawn")
 

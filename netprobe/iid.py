@@ -1,6 +1,6 @@
 """The random-like weight hypothesis, tested layer by layer (PAPER.md §2.1).
 
-Per weight matrix W (the matrix view of :mod:`netprobe.layers`), four tests, each with a
+Per weight matrix W (the matrix view of :mod:`netprobe.netlayers`), four tests, each with a
 null that holds for i.i.d. Gaussian entries of W's shape:
 
 * **entries** — Lilliefors: the KS distance between the entries and a Gaussian with their
@@ -38,7 +38,7 @@ from torch import nn
 
 from . import spectra as sp
 from .errors import NothingToAnalyseError, OptionError
-from .layers import WeightLayer, as_matrix, weight_layers
+from .netlayers import WeightLayer, as_matrix, weight_layers
 
 TESTS = ("entries", "independence", "spectrum", "spikes")
 SPECTRUM_MODES = ("exact", "approx", "auto")
