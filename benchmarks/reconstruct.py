@@ -29,8 +29,8 @@ import torchvision
 from torch import nn
 
 from netprobe.archs import DigitNet
-from netprobe.netlayers import RectifierMode, eval_mode
 from netprobe.loading import BUNDLED_MODEL, load
+from netprobe.netlayers import RectifierMode, eval_mode
 from netprobe.reverse import ReverseNet
 
 

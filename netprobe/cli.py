@@ -516,8 +516,8 @@ def randomness_cmd(
     assert out is not None  # start(writes=True)
     figs: list[tuple[str, str]] = []
     if figures and report.analysed:
-        from .plots import randomness_layer_grid, randomness_summary
         from .iid import reference_singular_values
+        from .plots import randomness_layer_grid, randomness_summary
 
         run.log("[dim]drawing figures…[/dim]")
         fig = randomness_summary(report)
@@ -1031,7 +1031,10 @@ def shadow_train_cmd(
         unpool=str(opts["unpool"]),
         scale=str(opts["gen_scale"]),
     ).check()
-    with sh.distributed(resolve_device(device)) as (rank, world):
+    with sh.distributed(__import__("netprobe.runtime", fromlist=["x"]).resolve_device(device)) as (
+        rank,
+        world,
+    ):
         run = start(
             "shadow-train",
             device=device,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import NothingToAnalyseError
-from .netlayers import HiddenLayer, WeightLayer, hidden_layers, weight_layers
 from .loading import LoadedModel, ensure_loaded
+from .netlayers import HiddenLayer, WeightLayer, hidden_layers, weight_layers
 from .report import OutputDir, as_output_dir
 
 

@@ -370,8 +370,8 @@ def measure(spec: str, rules: Rules, opts: Mapping[str, Any]) -> ModelResult:
     """Load one model and evaluate every rule. Raises NetprobeError for load failures."""
     import torch
 
-    from .netlayers import as_matrix, weight_layers
     from .loading import load
+    from .netlayers import as_matrix, weight_layers
 
     t0 = time.time()
     lm = load(

@@ -13,8 +13,8 @@ from models import FunctionalNet, TinyMLP
 from torch import nn
 
 from netprobe.errors import LoadError, OptionError, UnsafeFileError
-from netprobe.netlayers import hidden_layers
 from netprobe.loading import load, pickle_globals, save_checkpoint, sniff
+from netprobe.netlayers import hidden_layers
 
 
 def _sd(model: nn.Module) -> dict[str, torch.Tensor]:
