@@ -201,14 +201,16 @@ class Run:
             out.print(table)
         sys.stdout.flush()
 
-    def finish(self, report: Report, model: LoadedModel | None = None) -> None:
+    def loading(self, model: str | None) -> None:
+        self.log(f"loading {model or 'the bundled digit net'}…")
+
+    def finish(self, report: Report) -> None:
         """Write the report's files, then run.json last, so its presence means the run
-        completed."""
+        completed. The model's provenance comes from the report (``report.provenance``)."""
         if self.output is None:
             return
         report.write(self.output)
-        if model is not None:
-            self.info.model = model.provenance()
+        self.info.model = getattr(report, "provenance", None)
         self.info.extra.update(report.headline())
         self.info.extra["files"] = list(self.output.written)
         self.output.write_json("run.json", self.info.to_dict())
@@ -259,30 +261,13 @@ def start(
     return Run(command, dev, seed, fmt, quiet, output, info)
 
 
-def load_model(
-    model: str | None,
-    *,
-    weights: str = "default",
-    weights_file: Path | None = None,
-    arch: str | None = None,
-    trust_pickle: bool = False,
-    input_shape: str | None = None,
-    seed: int = 0,
-    quiet: bool = False,
-) -> LoadedModel:
+def load_model(model: str | None, *, quiet: bool = False, **kw: Any) -> LoadedModel:
+    """Transitional: commands not yet on the one-library-call pattern load here."""
     from .loading import load
 
     if not quiet:
         err.print(Text(f"loading {model or 'the bundled digit net'}…", style="dim"))
-    return load(
-        model,
-        weights=weights,
-        weights_file=weights_file,
-        arch=arch,
-        trust_pickle=trust_pickle,
-        input_shape=input_shape,
-        seed=seed,
-    )
+    return load(model, **kw)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -364,7 +349,8 @@ def layers_cmd(
     from .render import layers_table
 
     run = start(ctx, device="cpu", seed=seed, fmt=fmt, quiet=quiet, writes=False)
-    lm = load_model(
+    run.loading(model)
+    report = layers(
         model,
         weights=weights,
         weights_file=weights_file,
@@ -372,9 +358,7 @@ def layers_cmd(
         trust_pickle=trust_pickle,
         input_shape=input_shape,
         seed=seed,
-        quiet=quiet,
     )
-    report = layers(lm)
     run.emit(report, layers_table(report))
     if report.hidden_note:
         run.note(report.hidden_note)

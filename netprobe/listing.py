@@ -23,6 +23,7 @@ class ModelLayers:
     weight: list[WeightLayer]
     hidden: list[HiddenLayer]
     hidden_note: str | None = None  # why hidden layers are not listed, when they are not
+    provenance: dict[str, Any] | None = None  # LoadedModel.provenance(), for run.json
 
     def rows(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -131,4 +132,4 @@ def layers(model: LoadedModel | Any = None, **load_kwargs: Any) -> ModelLayers:
             note = e.one_line()
         if not hidden and note is None:
             note = "no rectifier (ReLU, LeakyReLU, ReLU6) runs in this model, so it has no hidden layers h1..hL"
-    return ModelLayers(lm.display, lm.input_shape, weights, hidden, note)
+    return ModelLayers(lm.display, lm.input_shape, weights, hidden, note, lm.provenance())
