@@ -178,6 +178,19 @@ class Run:
 
             yield update
 
+    def progress_bar(self) -> Any:
+        """Transitional: the bare rich Progress for commands not yet on :meth:`progress`."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        return Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            disable=self.quiet,
+            transient=True,
+        )
+
     def log(self, msg: str) -> None:
         """A dim line on stderr (off with --quiet); ``msg`` is plain text, never markup."""
         if not self.quiet:
@@ -200,6 +213,16 @@ class Run:
         else:
             out.print(table)
         sys.stdout.flush()
+
+    def finish_legacy(self, model: Any = None, **extra: Any) -> None:
+        """Transitional: run.json for commands not yet on :meth:`finish`."""
+        if self.output is None:
+            return
+        if model is not None:
+            self.info.model = model.provenance()
+        self.info.extra.update(extra)
+        self.info.extra["files"] = list(self.output.written)
+        self.output.write_json("run.json", self.info.to_dict())
 
     def loading(self, model: str | None) -> None:
         self.log(f"loading {model or 'the bundled digit net'}…")
@@ -479,7 +502,7 @@ def randomness_cmd(
             limit = threadpool_limits(limits=threads)
         except ImportError:
             pass
-    with limit, run.progress() as bar:
+    with limit, run.progress_bar() as bar:
         task = bar.add_task("layers", total=None)
 
         def on_layer(done: int, total: int, name: str) -> None:
@@ -503,7 +526,7 @@ def randomness_cmd(
         from .iid import reference_singular_values
         from .plots import randomness_layer_grid, randomness_summary
 
-        run.log("[dim]drawing figures…[/dim]")
+        run.log("drawing figures…")
         fig = randomness_summary(report)
         out.write_figure("summary.png", fig, dpi=dpi)
         figs.append(("summary.png", "all layers: p-values, kurtosis, spikes"))
@@ -523,7 +546,7 @@ def randomness_cmd(
     emit(
         run, report.to_frame(), report.to_dict(), report.to_markdown(figs), randomness_table(report)
     )
-    run.finish(
+    run.finish_legacy(
         lm,
         verdict=report.verdict,
         summary=report.summary,
@@ -694,9 +717,9 @@ def reconstruct_cmd(
     net = net.to(run.device)  # netprobe's own loaded copy; the file is untouched
     hidden, notes = select_layers(net, shape, layer)
     run.log(
-        f"[dim]reconstructing {', '.join(h.name for h in hidden)} from {len(x)} inputs ({ds.source}) on {run.device}…[/dim]"
+        f"reconstructing {', '.join(h.name for h in hidden)} from {len(x)} inputs ({ds.source}) on {run.device}…"
     )
-    with run.progress() as bar:
+    with run.progress_bar() as bar:
         task = bar.add_task("reconstruct", total=work_units(len(x), batch_size, not no_controls))
         report = reconstruct(
             net,
@@ -731,7 +754,7 @@ def reconstruct_cmd(
     if save_tensors:
         out_dir.write_npz("tensors.npz", report.tensors)
     emit(run, report.to_frame(), report.to_dict(), report.to_markdown(), reconstruct_table(report))
-    run.finish(lm, headline=report.headline_text(), data=ds.source)
+    run.finish_legacy(lm, headline=report.headline_text(), data=ds.source)
 
 
 # <<reconstruct-command>>
@@ -1041,7 +1064,7 @@ def shadow_train_cmd(
                 input_shape=opts["input_shape"],
                 quiet=run.quiet,
             )
-        run.log(f"[dim]loading {opts['dataset'] or 'the bundled digits'}…[/dim]")
+        run.log(f"loading {opts['dataset'] or 'the bundled digits'}…")
         setup = sh.setup(
             opts["dataset"],
             from_model=lm,
@@ -1061,8 +1084,8 @@ def shadow_train_cmd(
         )
         data, spec, settings = setup.data, setup.spec, setup.settings
         run.log(
-            f"[dim]{spec.source}; SHADOW from {setup.layer_name}; {len(arm_list)} arms x {len(seed_list)} seeds x "
-            f"{train_cfg.epochs} epochs on {len(data.train)} examples{f' ({world} processes)' if world > 1 else ''}[/dim]"
+            f"{spec.source}; SHADOW from {setup.layer_name}; {len(arm_list)} arms x {len(seed_list)} seeds x "
+            f"{train_cfg.epochs} epochs on {len(data.train)} examples{f' ({world} processes)' if world > 1 else ''}"
         )
         state_dir = (
             run.output.path if run.output is not None else Path(resume or output_dir or ".")
@@ -1078,7 +1101,7 @@ def shadow_train_cmd(
         total = len(arm_list) * len(seed_list) * train_cfg.epochs * steps
         last: dict[str, Any] = {}
         try:
-            with run.progress() as bar:
+            with run.progress_bar() as bar:
                 task = bar.add_task("shadow-train", total=total)
 
                 def on_event(arm: Any, seed: int, idx: int, ev: Any) -> None:
@@ -1143,14 +1166,14 @@ def shadow_train_cmd(
         "from": spec.provenance or None,
     }
     report = sh.summarise(results, settings=settings_rec, data=data.info, model=model_rec)
-    run.log("[dim]writing curves, grids, checkpoints…[/dim]")
+    run.log("writing curves, grids, checkpoints…")
     sh.write_outputs(run.output, report, results, data, spec, settings, grid=int(opts["grid"]))
     from .render import shadow_table
 
     emit(run, report.summary_frame(), report.to_dict(), report.to_markdown(), shadow_table(report))
     if lm is None:
         run.info.model = model_rec
-    run.finish(lm, conclusion=report.conclusion)
+    run.finish_legacy(lm, conclusion=report.conclusion)
 
 
 # <<shadow-train-command>>
@@ -1267,7 +1290,7 @@ def check_cmd(
             + (f" and taking shard {shard_}" if which else ""),
             hint="check the paths and globs",
         )
-    run.log(f"[dim]checking {len(todo)} models with {jobs} workers; rules from {cfg.source}[/dim]")
+    run.log(f"checking {len(todo)} models with {jobs} workers; rules from {cfg.source}")
     opts = {
         "weights": weights,
         "arch": arch,
@@ -1277,7 +1300,7 @@ def check_cmd(
         "threads": threads,
     }
     t0 = time.time()
-    with run.progress() as bar:
+    with run.progress_bar() as bar:
         task = bar.add_task("check", total=len(todo))
         results = chk.run_checks(
             todo,
