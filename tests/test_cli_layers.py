@@ -66,3 +66,46 @@ def test_help_lists_commands_and_import_is_light() -> None:
     probe = "import sys, netprobe, netprobe.cli; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
     light = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert light.stdout.split() == ["False", "False"]
+
+
+def test_layers_prints_the_syntax_layer_accepts_and_both_forms_resolve() -> None:
+    """`layers` names a later rectifier call as `layer1.0.relu#2`, which --layer accepts; the
+    older `(call 2)` form is accepted too."""
+    from netprobe.netlayers import hidden_layers, resolve_layer
+
+    result = runner.invoke(app, ["layers", "resnet18", "--weights", "none", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    wheres = [h["where"] for h in json.loads(result.stdout)["hidden_layers"]]
+    assert "layer1.0.relu#2" in wheres and not any("(call" in w for w in wheres)
+    hidden = hidden_layers(torchvision.models.resnet18(), (3, 64, 64))
+    for spec in ("layer1.0.relu#2", "layer1.0.relu (call 2)", "layer1.0.relu(call 2)"):
+        h = resolve_layer(spec, hidden)
+        assert (h.module_path, h.call) == ("layer1.0.relu", 2), spec
+
+
+def test_layers_on_a_file_without_weight_matrices_exits_4(tmp_path: Path) -> None:
+    """Only 1-D tensors or scalars: nothing to analyse (exit 4), not an empty table."""
+    for name, sd in (("vec.pt", {"b": torch.zeros(5)}), ("scalar.pt", {"s": torch.tensor(1.0)})):
+        p = tmp_path / name
+        torch.save(sd, p)
+        result = runner.invoke(app, ["layers", str(p)])
+        assert result.exit_code == 4, (result.exit_code, result.stderr, result.stdout)
+        assert "no weight matrix" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_error_text_with_markup_prints_literally(tmp_path: Path) -> None:
+    """A user-visible error naming `[bold]...` prints the brackets, not rich markup."""
+    p = tmp_path / "[bold]x[red].pt"
+    result = runner.invoke(app, ["layers", str(p)])
+    assert result.exit_code == 3
+    assert "[bold]x[red].pt" in result.stderr, result.stderr
+
+
+def test_api_layers_is_reproducible_and_seeded() -> None:
+    """--weights none is a function of --seed: same seed same weights, other seed differs."""
+    import netprobe
+
+    a = netprobe.load("resnet18", weights="none", seed=0).tensors["conv1.weight"]
+    b = netprobe.load("resnet18", weights="none", seed=0).tensors["conv1.weight"]
+    c = netprobe.load("resnet18", weights="none", seed=1).tensors["conv1.weight"]
+    assert torch.equal(a, b) and not torch.equal(a, c)
