@@ -362,3 +362,15 @@ def test_check_validates_options_before_running(zoo: Path, tmp_path: Path) -> No
     with pytest.raises(OptionError, match="--shard 3/2"):
         chk.check([zoo / "healthy.pt"], shard=(3, 2), markdown=md)
     assert not md.exists()
+
+
+def test_rule_messages_count_one_in_the_singular(zoo: Path, tmp_path: Path) -> None:
+    def messages(path: Path) -> dict[str, str]:
+        return {r.rule: r.message for r in chk.measure(str(path), chk.Rules(), {}).rules}
+
+    nan = messages(zoo / "nan.pt")
+    assert nan["no_nan"] == "1 tensor holds NaN/Inf: fc2.weight"
+    assert messages(zoo / "rank1.pt")["max:s_max_over_edge"].startswith("1 layer above 100: fc2.weight")
+    single = _save(tmp_path / "single.pt", {"fc.weight": torch.randn(16, 8)})
+    assert messages(single)["no_dead_layer"] == "1 layer varies"
+    assert messages(zoo / "healthy.pt")["no_dead_layer"] == "2 layers vary"

@@ -22,6 +22,11 @@ def _finite(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _count(n: int, one: str, many: str) -> str:
+    """``1 layer varies``, ``3 layers vary``: the count with its noun (and verb) agreeing."""
+    return f"{n} {one if n == 1 else many}"
+
+
 def measure(spec: str, rules: Rules, opts: Mapping[str, Any]) -> ModelResult:
     """Load one model and evaluate every rule. Raises NetprobeError for load failures.
     ``opts``: weights, arch, trust_pickle, device, seed (all optional)."""
@@ -64,7 +69,9 @@ def _no_nan(tensors: Mapping[str, Any]) -> RuleResult:
         float(n),
         0.0,
         bad[0] if bad else None,
-        f"{n} tensors hold NaN/Inf: {', '.join(bad[:5])}" if n else "all weights finite",
+        f"{_count(n, 'tensor holds', 'tensors hold')} NaN/Inf: {', '.join(bad[:5])}"
+        if n
+        else "all weights finite",
     )
 
 
@@ -86,7 +93,9 @@ def _no_dead_layer(layers: list[Any], tensors: Mapping[str, Any]) -> RuleResult:
         float(len(dead)),
         0.0,
         dead[0] if dead else None,
-        f"constant or all-zero: {', '.join(dead[:5])}" if dead else f"{len(layers)} layers vary",
+        f"constant or all-zero: {', '.join(dead[:5])}"
+        if dead
+        else _count(len(layers), "layer varies", "layers vary"),
     )
 
 
@@ -112,7 +121,7 @@ def _bound_rule(frame: Any, stat: str, col: str, thr: float) -> RuleResult:
             worst_val, worst_layer = v, layer
     if failing:
         side = "above" if above else "below"
-        msg = f"{len(failing)} layers {side} {thr:g}: {', '.join(failing[:5])}"
+        msg = f"{_count(len(failing), 'layer', 'layers')} {side} {thr:g}: {', '.join(failing[:5])}"
     else:
         msg = f"worst {worst_val:.4g} at {worst_layer}" if worst_val is not None else "no value"
     return RuleResult(name, FAIL if failing else PASS, worst_val, thr, worst_layer, msg)
