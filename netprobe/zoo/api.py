@@ -74,9 +74,7 @@ def check(
     _check_options(items, jobs, timeout, threads)
     check_destinations(junit=junit, json=json, markdown=markdown)
     dev = resolve_device(device)
-    which = shard if isinstance(shard, tuple) or shard is None else parse_shard(shard)
-    if isinstance(which, tuple):
-        parse_shard(f"{which[0]}/{which[1]}")  # the same range check
+    which = parse_shard(f"{shard[0]}/{shard[1]}" if isinstance(shard, tuple) else shard)
     cfg = config if isinstance(config, Config) else load_config(config)
     prev = read_results(Path(baseline)) if isinstance(baseline, (str, os.PathLike)) else baseline
     todo = take_shard(expand_targets(items), which)
@@ -88,7 +86,7 @@ def check(
         )
     say = log or (lambda _text: None)
     say(
-        f"checking {plural(len(todo), 'model')} with {plural(jobs, 'worker')}; "
+        f"checking {plural(len(todo), 'model')} with {plural(min(jobs, len(todo)), 'worker')}; "
         f"rules from {cfg.source}"
     )
     if cfg.note:
