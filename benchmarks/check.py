@@ -59,7 +59,7 @@ def main() -> None:
         base = [sys.executable, "-m", "netprobe", "check", str(folder / "zoo"), "-q", "--threads", "1"]
         if args.config:
             base += ["--config", str(args.config)]
-        else:  # run from an empty folder so no pyproject.toml is picked up
+        else:  # run from an empty folder so no netprobe.toml or pyproject.toml is picked up
             os.chdir(folder)
         timed(base + ["--jobs", "1"])  # warm the file cache and the interpreter's imports
         seq = timed(base + ["--jobs", "1"])

@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from . import __version__
-from .errors import EXIT_USAGE, NetprobeError, NothingToAnalyseError, OptionError
+from .errors import EXIT_USAGE, NetprobeError, OptionError
 
 if TYPE_CHECKING:
     from .loading import LoadedModel
@@ -1185,6 +1185,7 @@ def shadow_train_cmd(
 @app.command("check")
 @command
 def check_cmd(
+    ctx: typer.Context,
     targets: Annotated[
         list[str] | None,
         typer.Argument(
@@ -1195,14 +1196,16 @@ def check_cmd(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", help="Rules file (default: [tool.netprobe.check] in ./pyproject.toml)."
+            "--config",
+            help="Rules file (default: ./netprobe.toml, else \\[tool.netprobe.check] in "
+            "./pyproject.toml, else built-in rules).",
         ),
     ] = None,
     init: Annotated[
         bool,
         typer.Option(
             "--init",
-            help="Write a commented starter config (netprobe.toml, or --config PATH) and exit.",
+            help="Write a commented starter config (./netprobe.toml, or --config PATH) and exit.",
         ),
     ] = False,
     jobs: Annotated[
@@ -1248,108 +1251,41 @@ def check_cmd(
     debug: DebugOpt = False,
 ) -> None:
     """Check randomness and reversibility rules over a model zoo; exit 1 when a rule fails."""
-    import time
-
-    from . import zoo as chk
     from .render import check_table
-    from .report import atomic_write_text
+    from .zoo import check, init_config
 
+    # --threads is per worker: the parent process computes nothing
+    run = start(ctx, device=device, seed=seed, fmt=fmt, quiet=quiet, writes=False)
     if init:
-        dest = config or Path("netprobe.toml")
-        if dest.exists() and not force:
-            raise OptionError(
-                f"{dest}: exists", hint="pass --force to overwrite it, or --config OTHER.toml"
-            )
-        atomic_write_text(dest, chk.STARTER_CONFIG)
-        err.print(
-            f"wrote {dest}; use it with --config {dest}, or copy its table into pyproject.toml",
-            highlight=False,
-        )
+        dest = init_config(config, force=force)
+        found = config is None  # ./netprobe.toml is found without --config
+        use = "netprobe check in this folder uses it" if found else f"use it with --config {dest}"
+        run.log(f"wrote {dest}; {use}")
         return
-    if not targets:
-        raise OptionError(
-            "no models to check", hint="pass files, folders, globs, names or @list.txt (see --help)"
-        )
-    if jobs < 1:
-        raise OptionError(f"--jobs {jobs}: must be at least 1", hint="e.g. --jobs 2")
-    if timeout is not None and timeout <= 0:
-        raise OptionError(
-            f"--timeout {timeout:g}: must be positive", hint="seconds, e.g. --timeout 600"
-        )
-    run = start("check", device=device, seed=seed, fmt=fmt, quiet=quiet, writes=False)
-    cfg = chk.load_config(config)
-    which = chk.parse_shard(shard_)
-    prev = chk.read_results(baseline) if baseline else None
-    for target in (junit, json_, markdown_):
-        if target is not None and target.is_dir():
-            raise OptionError(f"{target}: is a folder", hint="give a file path")
-    todo = chk.shard(chk.expand_targets(targets), which)
-    if not todo:
-        raise NothingToAnalyseError(
-            "no models to check after expanding the targets"
-            + (f" and taking shard {shard_}" if which else ""),
-            hint="check the paths and globs",
-        )
-    run.log(f"checking {len(todo)} models with {jobs} workers; rules from {cfg.source}")
-    opts = {
-        "weights": weights,
-        "arch": arch,
-        "trust_pickle": trust_pickle,
-        "device": run.device,
-        "seed": seed,
-        "threads": threads,
-    }
-    t0 = time.time()
-    with run.progress_bar() as bar:
-        task = bar.add_task("check", total=len(todo))
-        results = chk.run_checks(
-            todo,
-            cfg,
+    with run.progress("models") as progress:
+        report = check(
+            targets or [],
+            config=config,
             jobs=jobs,
             timeout=timeout,
-            opts=opts,
-            on_done=lambda r: bar.update(
-                task, advance=1, description=f"{r.status} {Path(r.model).name}"
-            ),
+            shard=shard_,
+            baseline=baseline,
+            junit=junit,
+            json=json_,
+            markdown=markdown_,
+            weights=weights,
+            arch=arch,
+            trust_pickle=trust_pickle,
+            device=run.device,
+            seed=seed,
+            threads=threads,
+            progress=progress,
+            log=run.log,
         )
-    if prev is not None:
-        results = chk.compare_baseline(results, prev, cfg)
-    seconds = time.time() - t0
-    if junit:
-        atomic_write_text(junit, chk.junit_xml(results, seconds))
-    if json_:
-        atomic_write_text(json_, chk.json_lines(results))
-    if markdown_:
-        atomic_write_text(markdown_, chk.markdown(results))
-    rows = [
-        {
-            "model": r.model,
-            "rule": x.rule,
-            "status": x.status,
-            "value": x.value,
-            "threshold": x.threshold,
-            "layer": x.layer,
-            "message": x.message,
-        }
-        for r in results
-        for x in r.rules
-    ]
-    import pandas as pd
-
-    emit(
-        run,
-        pd.DataFrame(rows),
-        [r.to_dict() for r in results],
-        chk.markdown(results),
-        check_table(results),
-    )
-    code = chk.exit_code(results)
-    n = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error")}
-    run.log(
-        f"{len(results)} models: {n['pass']} passed, {n['fail']} failed, {n['error']} errors in {seconds:.1f} s"
-    )
-    if code:
-        raise typer.Exit(code)
+    run.emit(report, check_table(report))
+    run.log(report.summary())
+    if report.exit_code():
+        raise typer.Exit(report.exit_code())
 
 
 # <<check-command>>

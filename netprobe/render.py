@@ -271,7 +271,12 @@ def shadow_table(report: Any) -> Any:
 # --- check (section owned by the check work) ---------------------------------------------
 
 
-def check_table(results: list[Any]) -> Any:
+def check_table(report: Any) -> Any:
+    """One row per model and rule. ``report``: a CheckReport (or its list of results).
+    Model paths and messages are plain text (a ``[...]`` in a file name is not markup)."""
+    from rich.text import Text
+
+    results = getattr(report, "results", report)
     style = {"pass": "green", "fail": "red", "error": "yellow", "skipped": "dim"}
     t = Table(title="netprobe check", title_justify="left")
     for col in ("model", "rule", "status", "value", "threshold", "detail"):
@@ -282,14 +287,13 @@ def check_table(results: list[Any]) -> Any:
         )
     for res in results:
         for r in res.rules:
-            s = style.get(r.status, "")
             t.add_row(
-                res.model,
-                r.rule,
-                f"[{s}]{r.status}[/{s}]",
+                Text(res.model),
+                Text(r.rule),
+                Text(r.status, style=style.get(r.status, "")),
                 fmt_num(r.value),
                 fmt_num(r.threshold),
-                r.message,
+                Text(r.message),
             )
     return t
 
