@@ -66,8 +66,8 @@ def test_gaussian_calibration_per_test_over_600_matrices() -> None:
     shapes = _shapes(600, seed=99)
     results = [rd.analyse_matrix(_gauss(m, n, 5000 + i), seed=i) for i, (m, n) in enumerate(shapes)]
     assert np.mean([r.verdict == "random-like" for r in results]) >= 0.94  # 95.9% measured, sd 0.8%
-    for t in rd.TESTS:  # each test at alpha/4 = 0.0125
-        assert np.mean([t in r.failed for r in results]) <= 0.025, t
+    for t in rd.TESTS:  # each test at alpha/3 = 0.0167
+        assert np.mean([t in r.failed for r in results]) <= 0.03, t
 
 
 def test_rank_one_spike_above_bbp_is_flagged_with_exactly_that_spike() -> None:
@@ -94,16 +94,20 @@ def test_rank_one_spike_above_bbp_is_flagged_with_exactly_that_spike() -> None:
     assert counts.count(1) >= 18, counts
 
 
-def test_laplace_entries_fail_the_entry_test_but_pass_the_spectrum_test() -> None:
+def test_laplace_entries_are_random_like_with_their_law_reported_as_not_gaussian() -> None:
     torch.manual_seed(0)
     W = torch.distributions.Laplace(0.0, 1.0).sample((400, 800))
     r = rd.analyse_matrix(W, seed=1)
-    assert "entries" in r.failed and r.entries is not None and r.entries.best_fit == "laplace"
+    assert r.entries is not None and r.entries.best_fit == "laplace"
     assert r.entries.kurtosis == pytest.approx(3.0, abs=0.3)
+    assert r.gaussian is False and r.gaussian_p < 1e-6  # the stricter question, answered apart
+    assert "entries" not in r.pvalues and "entries" not in r.failed  # not part of the verdict
     assert "spectrum" not in r.failed and "spikes" not in r.failed  # MP universality
     assert "independence" not in r.failed  # heavy tails are the marginal, not dependence
     ad = rd.analyse_matrix(W, seed=1, thresholds=rd.Thresholds(entry_test="ad"))
-    assert "entries" in ad.failed
+    assert ad.gaussian is False and ad.gaussian_p == ad.entries.ad_p
+    row = r.row()
+    assert row["entry_law"] == "laplace" and row["gaussian"] == "no"
 
 
 def test_student_t_entries_get_their_degrees_of_freedom() -> None:
@@ -191,11 +195,50 @@ def test_approximate_spectrum_p_values_are_calibrated() -> None:
     assert 0.35 <= np.mean(np.array(ps) < 0.5) <= 0.65
 
 
-def test_same_seed_same_result() -> None:
+def test_same_seed_same_result_and_a_different_seed_draws_differently() -> None:
     W = _gauss(64, 300, 6)
     a, b = rd.analyse_matrix(W, seed=3).row(), rd.analyse_matrix(W, seed=3).row()
-    a.pop("seconds"), b.pop("seconds")
     assert a == b
+    # the seed drives the random parts (entry sample order, column subsets, permuted
+    # baseline): another seed gives other independence numbers on the same matrix
+    c = rd.analyse_matrix(W, seed=4).row()
+    assert c["rows_mean_abs_r_perm"] != a["rows_mean_abs_r_perm"]
+    assert c["spectrum_ks"] == a["spectrum_ks"]  # the exact spectrum has no randomness
+    layer = rd.analyse_matrix(W, seed=3)
+    r1, r2 = rd.reference_singular_values(layer, 0), rd.reference_singular_values(layer, 0)
+    r3 = rd.reference_singular_values(layer, 1)
+    assert r1 is not None and r3 is not None
+    np.testing.assert_array_equal(r1, r2)
+    assert not np.array_equal(r1, r3)
+
+
+def test_known_answers_rank_one_plus_noise_is_structured_orthogonal_and_iid_are_not() -> None:
+    g = torch.Generator().manual_seed(21)
+    m, n = 200, 400
+    noise = torch.randn(m, n, generator=g)
+    u, v = torch.randn(m, 1, generator=g), torch.randn(1, n, generator=g)
+    spiked = noise + 3.0 * (m * n) ** 0.25 * (u / u.norm()) @ (v / v.norm())
+    r = rd.analyse_matrix(spiked, seed=0)
+    assert r.verdict == "structured" and "spikes" in r.failed
+    assert r.spectrum is not None and r.spectrum.spikes == 1
+    iid = rd.analyse_matrix(noise, seed=0)
+    assert iid.verdict == "random-like" and iid.spectrum is not None and iid.spectrum.spikes == 0
+    # an orthogonal matrix: every singular value 1, nothing like a Marchenko-Pastur bulk
+    Q = torch.linalg.qr(torch.randn(300, 300, generator=g))[0]
+    q = rd.analyse_matrix(Q, seed=0)
+    assert q.verdict == "structured" and "spectrum" in q.failed
+
+
+def test_pytorch_default_init_is_random_like_and_its_law_uniform() -> None:
+    """The issue: a fresh nn.Linear / nn.Conv2d (uniform entries, kurtosis -1.2) was called
+    structured because the entry test is a Gaussianity test. i.i.d. uniform is random."""
+    torch.manual_seed(0)
+    for mod in (nn.Linear(512, 256), nn.Conv2d(64, 128, 3), nn.Linear(64, 64)):
+        W = mod.weight.detach().reshape(mod.weight.shape[0], -1)
+        r = rd.analyse_matrix(W, seed=0)
+        assert r.verdict == "random-like", (tuple(W.shape), r.failed, r.pvalues)
+        assert r.entries is not None and r.entries.best_fit == "uniform"
+        assert r.gaussian is False and r.row()["entry_law"] == "uniform"
 
 
 # --- the model report ---------------------------------------------------------------------
@@ -236,11 +279,11 @@ def test_compare_init_puts_the_fresh_initialisation_side_by_side() -> None:
     assert row.init_excess_kurtosis == pytest.approx(-1.2, abs=0.05)  # PyTorch's init is uniform
     # no architecture known: a module copy with reset_parameters()
     lm2 = LoadedModel(spec="y", kind="pickle", tensors=dict(net.state_dict()), module=net)
-    tensors, how = rd.fresh_init(lm2)
-    assert "reset_parameters" in how and set(tensors) == set(net.state_dict())
+    rep2 = rd.analyse(lm2, compare_init=True, layers=["classifier.*"])
+    assert "reset_parameters" in (rep2.init_method or "")
     lm3 = LoadedModel(spec="z", kind="state_dict", tensors=dict(net.state_dict()))
     with pytest.raises(OptionError, match="--arch"):
-        rd.fresh_init(lm3)
+        rd.analyse(lm3, compare_init=True)
 
 
 # --- the CLI --------------------------------------------------------------------------------
@@ -342,14 +385,15 @@ def test_cli_alexnet_random_init(tmp_path: Path) -> None:
     assert code == 0, stderr
     rep = json.loads(stdout)
     assert rep["layers_analysed"] == 8
-    # PyTorch's default init is uniform: the entry test says so, the spectra are MP
-    assert all("entries" in x["failed"] for x in rep["layers"] if x["status"] == "analysed")
-    assert sum("spectrum" in x["failed"] for x in rep["layers"] if x["status"] == "analysed") <= 1
+    # PyTorch's default init is uniform: random-like (the issue), its law reported as uniform
+    analysed = [x for x in rep["layers"] if x["status"] == "analysed"]
+    assert sum(x["verdict"] == "structured" for x in analysed) <= 1, [x["failed"] for x in analysed]
+    assert all(x["entries"]["best_fit"] == "uniform" and x["gaussian"] is False for x in analysed)
     assert ALL_OUTPUTS <= {q.name for q in (tmp_path / "o").iterdir()}
 
 
 def test_thresholds_check() -> None:
-    assert rd.Thresholds().per_test == pytest.approx(0.0125)
+    assert rd.Thresholds().per_test == pytest.approx(0.05 / 3)  # independence, spectrum, spikes
     with pytest.raises(OptionError):
         rd.Thresholds(alpha=0.0).check()
     assert math.isfinite(rd.expected_abs_r(100)) and rd.expected_abs_r(100) == pytest.approx(math.sqrt(2 / (math.pi * 99)), rel=0.01)
