@@ -83,12 +83,10 @@ done(seconds=time.perf_counter() - t0, layers=n)
 """
 
 NETPROBE = """
-from netprobe.loading import load
-from netprobe.iid import analyse
+from netprobe.iid import randomness
 import scipy.special, scipy.linalg  # imports are not the analysis
 t0 = time.perf_counter()
-lm = load(PATH)
-rep = analyse(lm, spectrum="exact")
+rep = randomness(PATH, spectrum="exact", figures=False)  # loads the file, then analyses
 done(seconds=time.perf_counter() - t0, layers=len(rep.analysed), verdict=rep.verdict,
      structured=[x.name for x in rep.structured])
 """

@@ -1,6 +1,6 @@
 """Random-matrix laws and the spectra of weight matrices.
 
-* The Marchenko–Pastur (MP) law (PAPER.md §2.1): for W (k x N, k <= N) with i.i.d. entries of
+* The Marchenko–Pastur (MP) law (docs/science.md §2.1): for W (k x N, k <= N) with i.i.d. entries of
   variance sigma^2 and lam = k/N, the eigenvalues x of W W^T / (sigma^2 N) have the density
   ``sqrt((x+ - x)(x - x-)) / (2 pi lam x)`` on ``x± = (1 ± sqrt(lam))^2``; singular values of
   ``W / (sigma sqrt(N))`` are ``sqrt(x)``. lam = 1 gives the quarter-circle law
@@ -57,7 +57,7 @@ def mp_edges(lam: float) -> tuple[float, float]:
 
 
 def mp_pdf(x: Any, lam: float) -> np.ndarray:
-    """MP density of the eigenvalues of W W^T / (sigma^2 N), lam = k/N in (0, 1] (PAPER.md §2.1)."""
+    """MP density of the eigenvalues of W W^T / (sigma^2 N), lam = k/N in (0, 1] (docs/science.md §2.1)."""
     a, b = mp_edges(lam)
     x = np.asarray(x, dtype=np.float64)
     inside = (x > a) & (x < b) & (x > 0)
@@ -90,11 +90,6 @@ def sv_pdf(s: Any, lam: float) -> np.ndarray:
     """Density of the singular values of W / (sigma sqrt(N)): p(s) = 2 s f_MP(s^2)."""
     s = np.asarray(s, dtype=np.float64)
     return 2.0 * s * mp_pdf(s * s, lam)
-
-
-def sv_cdf(s: Any, lam: float) -> np.ndarray:
-    s = np.asarray(s, dtype=np.float64)
-    return mp_cdf(s * s, lam)
 
 
 def quarter_circle_pdf(s: Any) -> np.ndarray:

@@ -66,8 +66,8 @@ def test_gaussian_calibration_per_test_over_600_matrices() -> None:
     shapes = _shapes(600, seed=99)
     results = [rd.analyse_matrix(_gauss(m, n, 5000 + i), seed=i) for i, (m, n) in enumerate(shapes)]
     assert np.mean([r.verdict == "random-like" for r in results]) >= 0.94  # 95.9% measured, sd 0.8%
-    for t in rd.TESTS:  # each test at alpha/4 = 0.0125
-        assert np.mean([t in r.failed for r in results]) <= 0.025, t
+    for t in rd.TESTS:  # each test at alpha/3 = 0.0167
+        assert np.mean([t in r.failed for r in results]) <= 0.03, t
 
 
 def test_rank_one_spike_above_bbp_is_flagged_with_exactly_that_spike() -> None:
@@ -94,16 +94,20 @@ def test_rank_one_spike_above_bbp_is_flagged_with_exactly_that_spike() -> None:
     assert counts.count(1) >= 18, counts
 
 
-def test_laplace_entries_fail_the_entry_test_but_pass_the_spectrum_test() -> None:
+def test_laplace_entries_are_random_like_with_their_law_reported_as_not_gaussian() -> None:
     torch.manual_seed(0)
     W = torch.distributions.Laplace(0.0, 1.0).sample((400, 800))
     r = rd.analyse_matrix(W, seed=1)
-    assert "entries" in r.failed and r.entries is not None and r.entries.best_fit == "laplace"
+    assert r.entries is not None and r.entries.best_fit == "laplace"
     assert r.entries.kurtosis == pytest.approx(3.0, abs=0.3)
+    assert r.gaussian is False and r.gaussian_p < 1e-6  # the stricter question, answered apart
+    assert "entries" not in r.pvalues and "entries" not in r.failed  # not part of the verdict
     assert "spectrum" not in r.failed and "spikes" not in r.failed  # MP universality
     assert "independence" not in r.failed  # heavy tails are the marginal, not dependence
     ad = rd.analyse_matrix(W, seed=1, thresholds=rd.Thresholds(entry_test="ad"))
-    assert "entries" in ad.failed
+    assert ad.gaussian is False and ad.gaussian_p == ad.entries.ad_p
+    row = r.row()
+    assert row["entry_law"] == "laplace" and row["gaussian"] == "no"
 
 
 def test_student_t_entries_get_their_degrees_of_freedom() -> None:
@@ -191,11 +195,50 @@ def test_approximate_spectrum_p_values_are_calibrated() -> None:
     assert 0.35 <= np.mean(np.array(ps) < 0.5) <= 0.65
 
 
-def test_same_seed_same_result() -> None:
+def test_same_seed_same_result_and_a_different_seed_draws_differently() -> None:
     W = _gauss(64, 300, 6)
     a, b = rd.analyse_matrix(W, seed=3).row(), rd.analyse_matrix(W, seed=3).row()
-    a.pop("seconds"), b.pop("seconds")
     assert a == b
+    # the seed drives the random parts (entry sample order, column subsets, permuted
+    # baseline): another seed gives other independence numbers on the same matrix
+    c = rd.analyse_matrix(W, seed=4).row()
+    assert c["rows_mean_abs_r_perm"] != a["rows_mean_abs_r_perm"]
+    assert c["spectrum_ks"] == a["spectrum_ks"]  # the exact spectrum has no randomness
+    layer = rd.analyse_matrix(W, seed=3)
+    r1, r2 = rd.reference_singular_values(layer, 0), rd.reference_singular_values(layer, 0)
+    r3 = rd.reference_singular_values(layer, 1)
+    assert r1 is not None and r3 is not None
+    np.testing.assert_array_equal(r1, r2)
+    assert not np.array_equal(r1, r3)
+
+
+def test_known_answers_rank_one_plus_noise_is_structured_orthogonal_and_iid_are_not() -> None:
+    g = torch.Generator().manual_seed(21)
+    m, n = 200, 400
+    noise = torch.randn(m, n, generator=g)
+    u, v = torch.randn(m, 1, generator=g), torch.randn(1, n, generator=g)
+    spiked = noise + 3.0 * (m * n) ** 0.25 * (u / u.norm()) @ (v / v.norm())
+    r = rd.analyse_matrix(spiked, seed=0)
+    assert r.verdict == "structured" and "spikes" in r.failed
+    assert r.spectrum is not None and r.spectrum.spikes == 1
+    iid = rd.analyse_matrix(noise, seed=0)
+    assert iid.verdict == "random-like" and iid.spectrum is not None and iid.spectrum.spikes == 0
+    # an orthogonal matrix: every singular value 1, nothing like a Marchenko-Pastur bulk
+    Q = torch.linalg.qr(torch.randn(300, 300, generator=g))[0]
+    q = rd.analyse_matrix(Q, seed=0)
+    assert q.verdict == "structured" and "spectrum" in q.failed
+
+
+def test_pytorch_default_init_is_random_like_and_its_law_uniform() -> None:
+    """The issue: a fresh nn.Linear / nn.Conv2d (uniform entries, kurtosis -1.2) was called
+    structured because the entry test is a Gaussianity test. i.i.d. uniform is random."""
+    torch.manual_seed(0)
+    for mod in (nn.Linear(512, 256), nn.Conv2d(64, 128, 3), nn.Linear(64, 64)):
+        W = mod.weight.detach().reshape(mod.weight.shape[0], -1)
+        r = rd.analyse_matrix(W, seed=0)
+        assert r.verdict == "random-like", (tuple(W.shape), r.failed, r.pvalues)
+        assert r.entries is not None and r.entries.best_fit == "uniform"
+        assert r.gaussian is False and r.row()["entry_law"] == "uniform"
 
 
 # --- the model report ---------------------------------------------------------------------
@@ -236,11 +279,11 @@ def test_compare_init_puts_the_fresh_initialisation_side_by_side() -> None:
     assert row.init_excess_kurtosis == pytest.approx(-1.2, abs=0.05)  # PyTorch's init is uniform
     # no architecture known: a module copy with reset_parameters()
     lm2 = LoadedModel(spec="y", kind="pickle", tensors=dict(net.state_dict()), module=net)
-    tensors, how = rd.fresh_init(lm2)
-    assert "reset_parameters" in how and set(tensors) == set(net.state_dict())
+    rep2 = rd.analyse(lm2, compare_init=True, layers=["classifier.*"])
+    assert "reset_parameters" in (rep2.init_method or "")
     lm3 = LoadedModel(spec="z", kind="state_dict", tensors=dict(net.state_dict()))
     with pytest.raises(OptionError, match="--arch"):
-        rd.fresh_init(lm3)
+        rd.analyse(lm3, compare_init=True)
 
 
 # --- the CLI --------------------------------------------------------------------------------
@@ -342,14 +385,176 @@ def test_cli_alexnet_random_init(tmp_path: Path) -> None:
     assert code == 0, stderr
     rep = json.loads(stdout)
     assert rep["layers_analysed"] == 8
-    # PyTorch's default init is uniform: the entry test says so, the spectra are MP
-    assert all("entries" in x["failed"] for x in rep["layers"] if x["status"] == "analysed")
-    assert sum("spectrum" in x["failed"] for x in rep["layers"] if x["status"] == "analysed") <= 1
+    # PyTorch's default init is uniform: random-like (the issue), its law reported as uniform
+    analysed = [x for x in rep["layers"] if x["status"] == "analysed"]
+    assert sum(x["verdict"] == "structured" for x in analysed) <= 1, [x["failed"] for x in analysed]
+    assert all(x["entries"]["best_fit"] == "uniform" and x["gaussian"] is False for x in analysed)
     assert ALL_OUTPUTS <= {q.name for q in (tmp_path / "o").iterdir()}
 
 
 def test_thresholds_check() -> None:
-    assert rd.Thresholds().per_test == pytest.approx(0.0125)
+    assert rd.Thresholds().per_test == pytest.approx(0.05 / 3)  # independence, spectrum, spikes
     with pytest.raises(OptionError):
         rd.Thresholds(alpha=0.0).check()
     assert math.isfinite(rd.expected_abs_r(100)) and rd.expected_abs_r(100) == pytest.approx(math.sqrt(2 / (math.pi * 99)), rel=0.01)
+
+
+# --- calibration for i.i.d. entries of any law (docs/science.md §5) -------------------------
+
+_LAWS = {
+    "uniform": lambda rng, s: rng.uniform(-1.0, 1.0, size=s),
+    "laplace": lambda rng, s: rng.laplace(size=s),
+    "student-t5": lambda rng, s: rng.standard_t(5.0, size=s),
+}
+_CAL_SHAPES = {"square": (128, 128), "tall": (512, 64), "wide": (48, 384), "tiny": (8, 16)}
+
+
+def _false_alarms(law: str, per_shape: int, seed: int) -> tuple[int, int, dict[str, int]]:
+    """(matrices called structured, matrices, per test) over i.i.d. ``law`` entries."""
+    rng = np.random.default_rng(seed)
+    calls, n, by_test = 0, 0, dict.fromkeys(rd.TESTS, 0)
+    for shape in _CAL_SHAPES.values():
+        for i in range(per_shape):
+            W = torch.from_numpy(_LAWS[law](rng, shape)).float()
+            r = rd.analyse_matrix(W, seed=i)
+            calls += r.verdict == "structured"
+            n += 1
+            for t in r.failed:
+                by_test[t] += 1
+    return calls, n, by_test
+
+
+def test_uniform_entries_are_random_like_at_the_nominal_rate() -> None:
+    """i.i.d. uniform entries (PyTorch's default init) in square, tall, wide and tiny shapes:
+    at most alpha + Monte Carlo slack are called structured. A verdict whose null were
+    Gaussian entries would call nearly all of them structured (the issue)."""
+    calls, n, by_test = _false_alarms("uniform", 15, seed=7)
+    # alpha = 0.05 of 60: 3 expected, sd 1.7; 9 is 3.5 sd above
+    assert calls <= 9, by_test
+
+
+def test_square_matrices_column_correlations_use_the_columns() -> None:
+    """Square W: the Gram matrix the spectrum computes is the rows' (W W^T). The columns'
+    correlations used to be read from it with the columns' means: a third of 16x16 i.i.d.
+    matrices failed independence (measured 27-37% over 100 per law)."""
+    rng = np.random.default_rng(3)
+    fails = 0
+    for i in range(40):
+        W = torch.from_numpy(rng.standard_normal((16, 16))).float()
+        fails += "independence" in rd.analyse_matrix(W, seed=i).failed
+    assert fails <= 4  # alpha/3 of 40 is 0.7
+    # on a matrix whose columns are correlated and rows not, the column side says so
+    g = torch.Generator().manual_seed(2)
+    W = torch.randn(300, 300, generator=g) + 0.4 * torch.randn(300, 1, generator=g)
+    i = rd.analyse_matrix(W).independence
+    assert i is not None and i.cols.p < 1e-6 and i.rows.p > 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "law",
+    [
+        "uniform",
+        pytest.param(
+            "laplace",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="spectrum and spikes nulls are Gaussian (Laguerre / Tracy-Widom at finite "
+                "size): 13-20% of i.i.d. Laplace matrices are called structured (issue: nulls)",
+            ),
+        ),
+        pytest.param(
+            "student-t5",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="spectrum and spikes nulls are Gaussian: 15-40% of i.i.d. Student-t(5) "
+                "matrices are called structured, mostly by spikes (issue: nulls)",
+            ),
+        ),
+    ],
+)
+def test_iid_entries_of_any_law_are_random_like_at_the_nominal_rate(law: str) -> None:
+    calls, n, by_test = _false_alarms(law, 100, seed=17)
+    # alpha = 0.05 of 400: 20 expected, sd 4.4; 33 is 3 sd above
+    assert calls <= 33, (calls, by_test)
+
+
+# --- the library entry point and the CLI on fresh initialisations ----------------------------
+
+
+def _tiny_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(16, 32, 3), nn.Flatten(), nn.Linear(288, 128), nn.Linear(128, 64))
+
+
+def test_randomness_entry_point_checks_options_first_and_writes_its_files(tmp_path: Path) -> None:
+    import netprobe
+
+    with pytest.raises(OptionError, match="--dpi"):
+        netprobe.randomness("no-such-model-file.pt", dpi=5)  # before loading: no LoadError
+    with pytest.raises(OptionError, match="--spectrum"):
+        netprobe.randomness("no-such-model-file.pt", spectrum="fast")
+    rep = netprobe.randomness(_tiny_net(), figures=False)
+    assert isinstance(rep, rd.RandomnessReport)
+    assert [x.verdict for x in rep.analysed] == ["random-like"] * 3  # a fresh PyTorch init
+    assert rep.headline()["verdict"] == "random-like" and "analysis_seconds" in rep.headline()
+    names = rep.write(tmp_path / "out")
+    assert names == ["layers.csv", "report.json", "spectra.npz", "report.md"]
+    assert set(names) == {p.name for p in (tmp_path / "out").iterdir()}
+    assert "uniform (3)" in rep.summary and "Gaussian entries in 0 of 3" in rep.summary
+
+
+def test_cli_fresh_init_of_a_tiny_model_is_not_called_structured(tmp_path: Path) -> None:
+    p = tmp_path / "tiny.pt"
+    torch.save(_tiny_net().state_dict(), p)
+    code, stdout, stderr = _run(["randomness", str(p), "-o", str(tmp_path / "o"), "--format", "json", "-q",
+                                 "--no-figures"])
+    assert code == 0, stderr
+    rep = json.loads(stdout)
+    analysed = [x for x in rep["layers"] if x["status"] == "analysed"]
+    assert len(analysed) == 3 and rep["verdict"] == "random-like"
+    assert all(x["verdict"] == "random-like" and x["entries"]["best_fit"] == "uniform" for x in analysed)
+    frame = (tmp_path / "o" / "layers.csv").read_text()
+    assert "entry_law" in frame.splitlines()[0] and "gaussian" in frame.splitlines()[0]
+
+
+def _numeric_outputs(out: Path) -> tuple[bytes, bytes]:
+    return (out / "report.json").read_bytes(), (out / "layers.csv").read_bytes()
+
+
+def test_cli_compare_init_is_byte_identical_on_two_runs_with_the_same_seed(tmp_path: Path) -> None:
+    from netprobe.archs import DigitNet
+
+    torch.manual_seed(5)
+    p = tmp_path / "w.pt"
+    torch.save(DigitNet().state_dict(), p)
+    outs = []
+    for run in ("a", "b", "c"):
+        seed = "3" if run != "c" else "4"
+        code, _, stderr = _run(["randomness", str(p), "--arch", "digitnet", "--compare-init", "--seed", seed,
+                                "-o", str(tmp_path / run), "-q", "--no-figures"])
+        assert code == 0, stderr
+        outs.append(_numeric_outputs(tmp_path / run))
+    assert outs[0] == outs[1]
+    assert outs[0][0] != outs[2][0]  # another seed: another fresh init, other numbers
+    rep = json.loads(outs[0][0])
+    assert rep["init"]["method"].startswith("fresh initialisation of digitnet")
+    assert "seconds" not in rep and all("seconds" not in x for x in rep["layers"])
+    run_json = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert run_json["verdict"] == rep["verdict"] and "analysis_seconds" in run_json
+
+
+def test_cli_weights_none_is_byte_identical_on_two_runs_with_the_same_seed(tmp_path: Path) -> None:
+    pytest.importorskip("torchvision")
+    outs = []
+    for run in ("a", "b"):
+        code, _, stderr = _run(["randomness", "squeezenet1_0", "--weights", "none", "--seed", "1",
+                                "--layers", "features.3.*", "--layers", "classifier.*",
+                                "-o", str(tmp_path / run), "-q", "--no-figures"])
+        assert code == 0, stderr
+        outs.append(_numeric_outputs(tmp_path / run))
+    assert outs[0] == outs[1]
+    rep = json.loads(outs[0][0])
+    assert rep["layers_analysed"] == 4
+    fire = [x for x in rep["layers"] if x["name"].startswith("features.3.") and x["status"] == "analysed"]
+    assert len(fire) == 3 and all(x["entries"]["best_fit"] == "uniform" for x in fire)

@@ -1,0 +1,382 @@
+"""Running the analysis: one matrix, a set of tensors, a loaded model, and the entry point.
+
+This module's one job is orchestration: :func:`analyse_matrix` runs the named steps (entries,
+spectrum, independence, verdict) on one matrix; :func:`analyse_tensors` walks a state dict;
+:func:`analyse` adds the fresh-initialisation comparison; :func:`randomness` is the library
+call behind ``netprobe randomness`` (options checked first, then the model loaded, then the
+analysis). The statistics live in the sibling modules (docs/science.md §2.1, §4).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import NothingToAnalyseError, OptionError
+from ..netlayers import WeightLayer, as_matrix, glob_keep, weight_layers
+from .entries import EntryStats, entry_moments, entry_sample, entry_stats
+from .independence import independence_stats
+from .report import LayerResult, RandomnessReport
+from .spectrum import MIN_SPECTRUM_DIM, MatrixSpectrum, check_spectrum_mode, matrix_spectrum
+from .verdict import Thresholds, is_gaussian, layer_verdict, model_verdict
+
+MIN_ENTRIES = 64  # fewer entries: the layer is skipped
+DPI_RANGE = (20, 600)
+
+Progress = Callable[[int, int, str], None]
+
+# ---------------------------------------------------------------------------------------
+# one matrix, step by step
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).replace("torch.", "")
+
+
+def _unfit_reason(W: torch.Tensor) -> str | None:
+    """Why W cannot be analysed as a matrix at all (shape, dtype, size), or None."""
+    if W.ndim != 2:
+        return f"{W.ndim}-D tensor: no matrix view (bias, norm or scalar)"
+    m, n = (int(v) for v in W.shape)
+    if not W.is_floating_point():
+        return f"{_dtype_name(W)} tensor, not floating point"
+    if m * n < MIN_ENTRIES or min(m, n) < 2:
+        return (
+            f"too small for the statistics: {m}x{n} = {m * n} entries "
+            f"(need >= {MIN_ENTRIES} and 2 rows and columns)"
+        )
+    return None
+
+
+def _entries_step(
+    flat: torch.Tensor, rng: np.random.Generator
+) -> tuple[EntryStats, np.ndarray, tuple[float, float, float, float]] | str:
+    """Moments of all entries, a random sample of them, the entry law and the Gaussianity
+    tests; or why the entries cannot be analysed (NaN/Inf, constant)."""
+    n = flat.numel()
+    *mom, nans, infs = entry_moments(flat)
+    if nans or infs or not all(map(math.isfinite, mom)):
+        what = (
+            ", ".join(f"{c:,} {w}" for c, w in ((nans, "NaN"), (infs, "Inf")) if c)
+            or "values that overflow float32 moments"
+        )
+        return f"contains {what} of {n:,} entries: not analysed"
+    if mom[1] == 0:
+        return "constant matrix (std 0)"
+    moments = (mom[0], mom[1], mom[2], mom[3])
+    sample = entry_sample(flat, rng)
+    return entry_stats(sample, n, moments), sample, moments
+
+
+def _spectrum_step(
+    W: torch.Tensor,
+    moments: tuple[float, float, float, float],
+    *,
+    spectrum: str,
+    th: Thresholds,
+    device: str | torch.device,
+    rng: np.random.Generator,
+) -> tuple[MatrixSpectrum | None, list[str]]:
+    """The spectrum statistics (None when a side is shorter than MIN_SPECTRUM_DIM), and
+    notes for the layer's reason column."""
+    m, n = (int(v) for v in W.shape)
+    k = min(m, n)
+    if k < MIN_SPECTRUM_DIM:
+        return None, [f"spectrum skipped: min(rows, cols) = {k} < {MIN_SPECTRUM_DIM}"]
+    mean, std = moments[0], moments[1]
+    fro2 = (m * n - 1) * std * std + m * n * mean * mean  # ||W||_F^2 from the moments
+    Wd = W.detach().to(device) if str(device) != "cpu" else W
+    ms = matrix_spectrum(Wd, mode=spectrum, fro2=fro2, level=th.per_test, rng=rng)
+    notes = []
+    if ms.stats.spikes >= k // 2:
+        notes.append(
+            "no Marchenko-Pastur bulk: half the singular values or more lie above the fitted edge "
+            "(spike count capped at k/2)"
+        )
+    return ms, notes
+
+
+def analyse_matrix(
+    W: torch.Tensor,
+    *,
+    name: str = "W",
+    module: str = "",
+    kind: str = "tensor",
+    tensor_shape: tuple[int, ...] | None = None,
+    spectrum: str = "auto",
+    thresholds: Thresholds | None = None,
+    device: str | torch.device = "cpu",
+    seed: int | np.random.SeedSequence = 0,
+) -> LayerResult:
+    """Every statistic on one 2-D matrix (rows = output units) and its verdict: entries
+    (law and Gaussianity, reported), spectrum and spikes, independence, verdict."""
+    t0 = time.perf_counter()
+    th = thresholds or Thresholds()
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence([seed])
+    rng = np.random.default_rng(ss)
+    shape = tuple(tensor_shape) if tensor_shape is not None else tuple(W.shape)
+    base: dict[str, Any] = {"name": name, "module": module, "kind": kind, "tensor_shape": shape}
+    matrix_shape = (int(W.shape[0]), int(W.shape[1])) if W.ndim == 2 else None
+    unfit = _unfit_reason(W)
+    if unfit is not None:
+        return LayerResult(**base, matrix_shape=matrix_shape, status="skipped", reason=unfit)
+    Wc = W.detach().cpu()
+    got = _entries_step(Wc.reshape(-1), rng)
+    if isinstance(got, str):
+        return LayerResult(**base, matrix_shape=matrix_shape, status="skipped", reason=got)
+    entries, sample, moments = got
+    ms, notes = _spectrum_step(Wc, moments, spectrum=spectrum, th=th, device=device, rng=rng)
+    indep = independence_stats(Wc, sample, ms.gram if ms else None, rng)
+    pvalues = {"independence": indep.p}
+    if ms is not None:
+        pvalues["spectrum"] = ms.stats.ks_p
+        pvalues["spikes"] = ms.stats.spikes_p
+    failed, verdict = layer_verdict(pvalues, th)
+    gp = entries.gaussian_p(th.entry_test)
+    arrays = dict(ms.arrays) if ms else {}
+    arrays["sample"] = np.sort(sample[:4096]).astype(np.float32)  # histogram and Q-Q figures
+    return LayerResult(
+        **base,
+        matrix_shape=matrix_shape,
+        status="analysed",
+        reason="; ".join(notes),
+        entries=entries,
+        independence=indep,
+        spectrum=ms.stats if ms else None,
+        pvalues=pvalues,
+        failed=failed,
+        verdict=verdict,
+        seconds=time.perf_counter() - t0,
+        gaussian_p=gp,
+        gaussian=is_gaussian(gp, th),
+        arrays=arrays,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# a set of tensors
+
+
+def _not_a_matrix(key: str, t: torch.Tensor, kinds: Mapping[str, str]) -> LayerResult:
+    """The row of a selected tensor with no weight-matrix view, saying why."""
+    mod = key.rpartition(".")[0]
+    if not t.is_floating_point() and t.ndim < 2:
+        why = f"{_dtype_name(t)} {'vector' if t.ndim == 1 else 'scalar'} (buffer)"
+    elif t.ndim < 2:
+        why = "vector (bias, norm or buffer): no matrix view" if t.ndim == 1 else "scalar"
+    else:
+        why = f"{_dtype_name(t)} tensor, not floating point"
+    return LayerResult(key, mod, kinds.get(mod, "tensor"), tuple(t.shape), None, "skipped", why)
+
+
+def _summary(results: list[LayerResult]) -> str:
+    """One sentence: how many matrices are random-like, which tests call the rest
+    structured, which laws the entries follow and how many are Gaussian."""
+    analysed = [r for r in results if r.analysed]
+    structured = [r for r in analysed if r.verdict == "structured"]
+    text = f"{len(analysed) - len(structured)} of {len(analysed)} weight matrices random-like"
+    if structured:
+        counts: dict[str, int] = {}
+        for r in structured:
+            for f in r.failed:
+                counts[f] = counts.get(f, 0) + 1
+        text += "; structured by " + ", ".join(
+            f"{t} ({c})" for t, c in sorted(counts.items(), key=lambda x: -x[1])
+        )
+    if analysed:
+        laws: dict[str, int] = {}
+        for r in analysed:
+            if r.entries is not None:
+                laws[r.entries.best_fit] = laws.get(r.entries.best_fit, 0) + 1
+        text += "; entry law " + ", ".join(
+            f"{law} ({c})" for law, c in sorted(laws.items(), key=lambda x: -x[1])
+        )
+        text += (
+            f"; Gaussian entries in {sum(bool(r.gaussian) for r in analysed)} of {len(analysed)}"
+        )
+    nskip = len(results) - len(analysed)
+    if nskip:
+        text += f"; {nskip} tensors skipped (see the table)"
+    return text + "."
+
+
+def analyse_tensors(
+    tensors: Mapping[str, torch.Tensor],
+    module: nn.Module | None = None,
+    *,
+    model: str = "model",
+    layers: list[str] | None = None,
+    exclude: list[str] | None = None,
+    spectrum: str = "auto",
+    thresholds: Thresholds | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> RandomnessReport:
+    """Every selected tensor: weight matrices analysed, the rest given a row saying why not."""
+    t0 = time.perf_counter()
+    th = (thresholds or Thresholds()).check()
+    check_spectrum_mode(spectrum)
+    wls = weight_layers(tensors, module, layers, exclude)
+    if not wls:
+        sel = f" matching --layers {' '.join(layers)}" if layers else ""
+        raise NothingToAnalyseError(
+            f"{model}: no weight matrix (a >= 2-D floating-point tensor){sel} to analyse",
+            hint="see `netprobe layers MODEL` for the names --layers and --exclude match",
+        )
+    kinds = (
+        {name: type(m).__name__ for name, m in module.named_modules()} if module is not None else {}
+    )
+    by_key: dict[str, list[WeightLayer]] = {}
+    for wl in wls:
+        by_key.setdefault(wl.key, []).append(wl)
+    order = [
+        k
+        for k, v in tensors.items()
+        if isinstance(v, torch.Tensor) and glob_keep(k, layers, exclude)
+    ]
+    results: list[LayerResult] = []
+    done = 0
+    for key in order:
+        if key not in by_key:
+            results.append(_not_a_matrix(key, tensors[key], kinds))
+            continue
+        for wl in by_key[key]:
+            if progress is not None:
+                progress(done, len(wls), wl.name)
+            res = analyse_matrix(
+                as_matrix(wl, tensors),
+                name=wl.name,
+                module=wl.module_path,
+                kind=wl.kind,
+                tensor_shape=wl.tensor_shape,
+                spectrum=spectrum,
+                thresholds=th,
+                device=device,
+                seed=np.random.SeedSequence([seed, done]),
+            )
+            results.append(res)
+            done += 1
+    if progress is not None:
+        progress(len(wls), len(wls), "")
+    verdict = model_verdict([r.pvalues for r in results if r.analysed], th)
+    return RandomnessReport(
+        model,
+        tuple(results),
+        th,
+        spectrum,
+        str(device),
+        seed,
+        verdict,
+        _summary(results),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# a loaded model, and the entry point
+
+
+def analyse(
+    lm: Any,
+    *,
+    layers: list[str] | None = None,
+    exclude: list[str] | None = None,
+    spectrum: str = "auto",
+    thresholds: Thresholds | None = None,
+    compare_init: bool = False,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: Progress | None = None,
+    include: list[str] | None = None,
+) -> RandomnessReport:
+    """Test the random-like weight hypothesis on every selected weight matrix of a loaded
+    model (:class:`netprobe.loading.LoadedModel`). ``layers`` (alias ``include``) and
+    ``exclude`` are glob patterns on tensor names and module paths. With ``compare_init``
+    the architecture's fresh initialisation (:func:`netprobe.seeds.fresh_init`, same seed)
+    is analysed the same way and set beside it."""
+    from dataclasses import replace
+
+    from ..seeds import fresh_init
+
+    kw: dict[str, Any] = {
+        "layers": layers if layers is not None else include,
+        "exclude": exclude,
+        "spectrum": spectrum,
+        "thresholds": thresholds,
+        "device": device,
+        "seed": seed,
+    }
+    rep = analyse_tensors(lm.tensors, lm.module, model=lm.display, progress=progress, **kw)
+    rep = replace(rep, provenance=lm.provenance() if hasattr(lm, "provenance") else None)
+    if not compare_init:
+        return rep
+    net, how = fresh_init(lm, seed)
+    init = analyse_tensors(dict(net.state_dict()), None, model=f"{lm.display} (fresh init)", **kw)
+    return replace(rep, seconds=rep.seconds + init.seconds, init=init, init_method=how)
+
+
+def check_options(spectrum: str, dpi: int, thresholds: Thresholds) -> None:
+    """The randomness options, checked before anything is loaded or written."""
+    check_spectrum_mode(spectrum)
+    if not (DPI_RANGE[0] <= dpi <= DPI_RANGE[1]):
+        raise OptionError(
+            f"--dpi {dpi}: out of range", hint=f"use {DPI_RANGE[0]}..{DPI_RANGE[1]}, e.g. --dpi 100"
+        )
+    thresholds.check()
+
+
+def randomness(
+    model: Any = None,
+    *,
+    layers: list[str] | None = None,
+    exclude: list[str] | None = None,
+    spectrum: str = "auto",
+    alpha: float = 0.05,
+    entry_test: str = "ks",
+    compare_init: bool = False,
+    figures: bool = True,
+    dpi: int = 100,
+    device: str = "cpu",
+    seed: int = 0,
+    threads: int | None = None,
+    progress: Progress | None = None,
+    **load_kwargs: Any,
+) -> RandomnessReport:
+    """Test the random-like weight hypothesis (docs/science.md §2.1) on MODEL: a spec
+    (torchvision name, ``timm:NAME``, a file), a :class:`~netprobe.loading.LoadedModel` or
+    an ``nn.Module``; ``load_kwargs`` (weights, weights_file, arch, trust_pickle, ...) go to
+    :func:`netprobe.loading.load`. Each weight matrix is called structured when its rows or
+    columns are dependent, its bulk spectrum is not Marchenko–Pastur, or it has spikes — the
+    tests whose null is i.i.d. entries of any law, at family-wise rate ``alpha``
+    (docs/science.md §4, §5). The entry law, and whether it is Gaussian (``entry_test``), are
+    reported beside the verdict. ``figures`` and ``dpi`` steer :meth:`RandomnessReport.write`.
+    """
+    from dataclasses import replace
+
+    from ..loading import ensure_loaded
+    from ..runtime import check_threads, cpu_threads
+
+    th = Thresholds(alpha=alpha, entry_test=entry_test)
+    check_options(spectrum, dpi, th)
+    check_threads(threads)
+    lm = ensure_loaded(model, seed=seed, **load_kwargs)
+    with cpu_threads(threads):
+        rep = analyse(
+            lm,
+            layers=layers,
+            exclude=exclude,
+            spectrum=spectrum,
+            thresholds=th,
+            compare_init=compare_init,
+            device=device,
+            seed=seed,
+            progress=progress,
+        )
+    return replace(rep, figures=figures, dpi=dpi)

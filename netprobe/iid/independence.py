@@ -1,0 +1,163 @@
+"""Independence of a weight matrix's rows and columns (docs/science.md §4).
+
+This module's one job: are the rows (output units) or the columns (inputs) of W more
+correlated than independent vectors would be? Schott's (2005) sum of squared off-diagonal
+correlations; its mean K/(L-1) holds for i.i.d. entries of any law, and its variance is
+measured on W's own entries randomly permuted (same marginal, no structure), so heavy or
+light tails alone do not count as dependence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+GRAM_VECTORS = 512  # the Gram matrix's side: correlations of up to this many vectors from it
+SIDE_VECTORS = 256  # the other side: correlations of up to this many vectors
+PERM_VECTORS = 128  # vectors of permuted entries for the marginal-only baseline
+PERM_PAIRS = 4000  # at least this many permuted pairs (more batches when a side has few vectors)
+
+
+@dataclass(frozen=True)
+class SideStats:
+    """Correlations between the rows (or the columns) of W."""
+
+    vectors: int  # vectors the statistic used (a random subset of large sides)
+    length: int  # entries per vector
+    mean_abs_r: float
+    mean_abs_r_iid: float  # E|r| for independent Gaussian vectors of this length
+    mean_abs_r_perm: float  # the same statistic on W's entries randomly permuted
+    z: float  # Schott's statistic, standardised with the permuted entries' variance
+    p: float
+
+
+def expected_abs_r(L: int) -> float:
+    """E|r| of the sample correlation of two independent Gaussian vectors of length L:
+    Gamma((L-1)/2) / (sqrt(pi) Gamma(L/2))."""
+    from scipy.special import gammaln
+
+    return float(math.exp(gammaln((L - 1) / 2) - gammaln(L / 2)) / math.sqrt(math.pi))
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """Sums over the off-diagonal pairs of a correlation matrix: count, sum |r|, sum r^2, sum r^4."""
+
+    K: int
+    abs: float
+    sq: float
+    quad: float
+
+    @staticmethod
+    def of(R: np.ndarray) -> _Pairs:
+        """From a full symmetric correlation matrix R (p, p): (sum over all - diagonal) / 2."""
+        p = R.shape[0]
+        d = np.diag(R)
+        R2 = R * R
+        return _Pairs(
+            p * (p - 1) // 2,
+            float((np.abs(R).sum() - np.abs(d).sum()) / 2),
+            float((R2.sum() - (d * d).sum()) / 2),
+            float(((R2 * R2).sum() - (d**4).sum()) / 2),
+        )
+
+    def __add__(self, o: _Pairs) -> _Pairs:
+        return _Pairs(self.K + o.K, self.abs + o.abs, self.sq + o.sq, self.quad + o.quad)
+
+
+def _pairs_from_vectors(X: torch.Tensor) -> _Pairs:
+    """Correlations between the rows of X (p, L); rows with zero variance are left out."""
+    Xc = X.float()
+    Xc = Xc - Xc.mean(dim=1, keepdim=True)
+    norms = Xc.norm(dim=1)
+    keep = norms > 0
+    Xc = Xc[keep] / norms[keep, None]
+    return _Pairs.of((Xc @ Xc.T).double().cpu().numpy())  # (p, p)
+
+
+def _pairs_from_gram(G: np.ndarray, mu: np.ndarray, L: int) -> _Pairs | None:
+    """The same from the Gram matrix of the vectors (only its upper triangle is read) and
+    their means; None when centring would cancel too many digits."""
+    U = np.triu(G)
+    C = U + np.triu(U, 1).T - L * np.outer(mu, mu)  # centred Gram, symmetric (p, p)
+    d = np.diag(C).copy()
+    if np.any(d <= 1e-3 * np.maximum(np.diag(U), 1e-300)):
+        return None
+    inv = 1.0 / np.sqrt(d)
+    return _Pairs.of(C * inv[:, None] * inv[None, :])
+
+
+def _side(r: _Pairs, L: int, perm: _Pairs, p: int) -> SideStats:
+    """Schott's test: T = sum r^2 over K pairs has mean K/(L-1) for any exchangeable i.i.d.
+    entries and pairwise-uncorrelated terms; Var(r^2) depends on the marginal, so it is
+    measured on permuted entries; upper tail by a moment-matched gamma."""
+    from scipy.special import gammaincc
+
+    K = r.K
+    if K == 0 or L < 4:
+        return SideStats(p, L, math.nan, math.nan, math.nan, math.nan, math.nan)
+    T = r.sq
+    mu = K / (L - 1)
+    v_gauss = 2 * (L - 2) / ((L - 1) ** 2 * (L + 1))  # Schott (2005) Var(r^2), Gaussian
+    v = perm.quad / perm.K - (perm.sq / perm.K) ** 2 if perm.K >= 50 else v_gauss
+    v = max(v, 0.5 * v_gauss)
+    var_T = K * v
+    z = (T - mu) / math.sqrt(var_T)
+    pval = float(
+        gammaincc(mu * mu / var_T, T * mu / var_T)
+    )  # gamma(shape mu^2/var, scale var/mu) upper tail
+    return SideStats(
+        p, L, r.abs / K, expected_abs_r(L), perm.abs / perm.K if perm.K else math.nan, z, pval
+    )
+
+
+@dataclass(frozen=True)
+class IndependenceStats:
+    rows: SideStats  # correlations between rows (output units)
+    cols: SideStats  # correlations between columns (inputs)
+    p: float  # Bonferroni over the two sides
+
+
+def independence_stats(
+    W: torch.Tensor, pool: np.ndarray, G: np.ndarray | None, rng: np.random.Generator
+) -> IndependenceStats:
+    """Row and column correlations. The smaller side comes from the Gram matrix already
+    computed for the spectrum (up to GRAM_VECTORS vectors); the larger side from a random
+    subset of SIDE_VECTORS vectors; the permuted baseline from PERM_VECTORS vectors of
+    entries drawn with replacement from ``pool`` (W's entries, or a uniform random sample
+    of up to ``entries.ENTRY_SAMPLE`` of them: the same marginal, no structure)."""
+    m, n = W.shape
+    pool_t = torch.from_numpy(np.ascontiguousarray(pool, dtype=np.float32))
+    out: dict[str, SideStats] = {}
+    for side in ("rows", "cols"):
+        p, L = (m, n) if side == "rows" else (n, m)
+        # this side's vectors are the Gram's: spectra.smaller_gram is W W^T (rows) when
+        # m <= n, else W^T W (columns); a square W's Gram is the rows' only
+        small = (side == "rows") == (m <= n)
+        take = np.sort(
+            rng.choice(p, min(p, GRAM_VECTORS if small else SIDE_VECTORS), replace=False)
+        )
+        t = torch.from_numpy(take.astype(np.int64))
+        r = None
+        if small and G is not None:
+            X = W.index_select(0 if side == "rows" else 1, t)  # (p', L) or (L, p')
+            mu = (X.mean(dim=1) if side == "rows" else X.mean(dim=0)).double().numpy()
+            r = _pairs_from_gram(np.asarray(G[np.ix_(take, take)], dtype=np.float64), mu, L)
+        if r is None:
+            X = W.index_select(0, t) if side == "rows" else W.index_select(1, t).T  # (p', L)
+            r = _pairs_from_vectors(X)
+        pp = min(p, PERM_VECTORS)
+        # enough permuted pairs (>= PERM_PAIRS) for a steady Var(r^2) even when p is small
+        reps = max(1, math.ceil(PERM_PAIRS / max(pp * (pp - 1) // 2, 1)))
+        perm = _Pairs(0, 0.0, 0.0, 0.0)
+        for _ in range(reps):
+            idx = torch.from_numpy(rng.integers(0, len(pool), size=pp * L))
+            perm = perm + _pairs_from_vectors(
+                pool_t[idx].reshape(pp, L)
+            )  # (pp, L): W's entries, shuffled
+        out[side] = _side(r, L, perm, len(take))
+    ps = [s.p for s in out.values() if math.isfinite(s.p)]
+    return IndependenceStats(out["rows"], out["cols"], min(1.0, 2 * min(ps)) if ps else math.nan)

@@ -1,0 +1,345 @@
+"""The randomness report: per-layer results, the model's verdict, and the files they go to.
+
+This module's one job is presentation: :class:`LayerResult` (one weight tensor) and
+:class:`RandomnessReport` (a model), with the :class:`netprobe.report.Report` surface —
+``to_frame()``, ``to_dict()``, ``to_markdown()``, ``headline()`` and ``write(output)``
+(summary.png and layers-NN.png figures, layers.csv, report.json, spectra.npz, report.md).
+Timings stay out of the files, so the same seed gives byte-identical numbers; run.json
+records the analysis time through ``headline()``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+
+from ..report import OutputDir, _jsonable, as_output_dir, markdown_table
+from .entries import EntryStats
+from .independence import IndependenceStats
+from .spectrum import SpectrumStats, reference_singular_values
+from .verdict import TESTS, Thresholds
+
+LAYERS_PER_FIGURE = 8
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """Everything measured on one weight tensor (or why it was skipped)."""
+
+    name: str
+    module: str
+    kind: str
+    tensor_shape: tuple[int, ...]
+    matrix_shape: tuple[int, int] | None
+    status: str  # analysed | skipped
+    reason: str = ""  # why skipped, or which parts were
+    entries: EntryStats | None = None
+    independence: IndependenceStats | None = None
+    spectrum: SpectrumStats | None = None
+    pvalues: dict[str, float] = field(default_factory=dict)
+    failed: tuple[str, ...] = ()  # tests that call it structured
+    verdict: str = "skipped"  # random-like | structured | skipped
+    seconds: float = 0.0  # timing: kept out of the files (same seed -> same bytes)
+    gaussian_p: float = math.nan  # p of "the entries are Gaussian" (--entry-test)
+    gaussian: bool | None = None  # that p >= alpha; a finding beside the verdict, not in it
+    arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def analysed(self) -> bool:
+        return self.status == "analysed"
+
+    def row(self) -> dict[str, Any]:
+        e, i, s = self.entries, self.independence, self.spectrum
+        nan = math.nan
+        return {
+            "layer": self.name,
+            "module": self.module,
+            "type": self.kind,
+            "tensor_shape": "x".join(map(str, self.tensor_shape)),
+            "matrix": "x".join(map(str, self.matrix_shape)) if self.matrix_shape else "",
+            "status": self.status,
+            "verdict": self.verdict,
+            "failed": ",".join(self.failed),
+            "reason": self.reason,
+            "n": e.n if e else (math.prod(self.tensor_shape) if self.tensor_shape else 1),
+            "mean": e.mean if e else nan,
+            "std": e.std if e else nan,
+            "skewness": e.skewness if e else nan,
+            "excess_kurtosis": e.kurtosis if e else nan,
+            "entry_ks": e.ks if e else nan,
+            "entry_ks_p": e.ks_p if e else nan,
+            "entry_ad": e.ad if e else nan,
+            "entry_ad_p": e.ad_p if e else nan,
+            "entry_law": e.best_fit if e else "",
+            "gaussian": "" if self.gaussian is None else ("yes" if self.gaussian else "no"),
+            "gaussian_p": self.gaussian_p,
+            "t_dof": e.t_dof if e else nan,
+            "rows_mean_abs_r": i.rows.mean_abs_r if i else nan,
+            "rows_mean_abs_r_iid": i.rows.mean_abs_r_iid if i else nan,
+            "rows_mean_abs_r_perm": i.rows.mean_abs_r_perm if i else nan,
+            "rows_z": i.rows.z if i else nan,
+            "cols_mean_abs_r": i.cols.mean_abs_r if i else nan,
+            "cols_mean_abs_r_iid": i.cols.mean_abs_r_iid if i else nan,
+            "cols_mean_abs_r_perm": i.cols.mean_abs_r_perm if i else nan,
+            "cols_z": i.cols.z if i else nan,
+            "independence_p": i.p if i else nan,
+            "spectrum_method": s.method if s else "",
+            "aspect": s.aspect if s else nan,
+            "sigma": s.sigma if s else nan,
+            "spectrum_ks": s.ks if s else nan,
+            "spectrum_ks_p": s.ks_p if s else nan,
+            "spikes": s.spikes if s else -1,
+            "spike_fraction": s.spike_fraction if s else nan,
+            "spikes_p": s.spikes_p if s else nan,
+            "s_max_over_edge": s.s_max_over_edge if s else nan,
+            "sigma_mp": s.sigma_mp if s else nan,
+            "ww_spikes": s.ww_spikes if s else -1,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            k: _jsonable(getattr(self, k))
+            for k in (
+                "name",
+                "module",
+                "kind",
+                "tensor_shape",
+                "matrix_shape",
+                "status",
+                "reason",
+                "verdict",
+                "failed",
+                "pvalues",
+                "gaussian_p",
+                "gaussian",
+            )
+        }
+        for part in ("entries", "independence", "spectrum"):
+            d[part] = _jsonable(getattr(self, part))
+        if self.spectrum is not None:
+            d["spectrum"]["s_max_over_edge"] = self.spectrum.s_max_over_edge
+        return d
+
+
+@dataclass(frozen=True)
+class RandomnessReport:
+    """Per-layer results and the model's verdict. ``init`` holds the same analysis of the
+    architecture's fresh initialisation when ``compare_init`` was asked for. ``figures`` and
+    ``dpi`` say what :meth:`write` draws; ``provenance`` is the model's, for run.json."""
+
+    model: str
+    layers: tuple[LayerResult, ...]
+    thresholds: Thresholds
+    spectrum: str
+    device: str
+    seed: int
+    verdict: str  # random-like | structured | nothing analysed
+    summary: str
+    seconds: float = 0.0  # timing: in run.json (headline), not in report.json
+    init: RandomnessReport | None = None
+    init_method: str | None = None
+    figures: bool = True
+    dpi: int = 100
+    provenance: dict[str, Any] | None = None
+
+    @property
+    def analysed(self) -> list[LayerResult]:
+        return [layer for layer in self.layers if layer.analysed]
+
+    @property
+    def structured(self) -> list[LayerResult]:
+        return [layer for layer in self.layers if layer.verdict == "structured"]
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = [layer.row() for layer in self.layers]
+        if self.init is not None:
+            by = {layer.name: layer.row() for layer in self.init.layers}
+            for r in rows:
+                ir = by.get(r["layer"], {})
+                for c in INIT_COLUMNS:
+                    r[f"init_{c}"] = ir.get(c, "" if c in TEXT_COLUMNS else math.nan)
+        return rows
+
+    def to_frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows())
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "model": self.model,
+            "verdict": self.verdict,
+            "summary": self.summary,
+            "layers_analysed": len(self.analysed),
+            "layers_structured": len(self.structured),
+            "layers_skipped": len(self.layers) - len(self.analysed),
+            "thresholds": {
+                "alpha": self.thresholds.alpha,
+                "tests": list(TESTS),
+                "per_test_alpha": self.thresholds.per_test,
+                "entry_test": self.thresholds.entry_test,
+            },
+            "spectrum": self.spectrum,
+            "device": self.device,
+            "seed": self.seed,
+            "methods": METHODS,
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
+        if self.init is not None:
+            d["init"] = {
+                "method": self.init_method,
+                **{k: v for k, v in self.init.to_dict().items() if k != "methods"},
+            }
+        return d
+
+    def headline(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "summary": self.summary,
+            "analysis_seconds": round(self.seconds, 3),
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every analysed layer's singular values (descending; SLQ nodes and weights for
+        approximate spectra), keyed by layer name, for spectra.npz."""
+        out: dict[str, np.ndarray] = {}
+        for layer in self.analysed:
+            for key, arr in layer.arrays.items():
+                if key == "sv":
+                    out[layer.name] = arr
+                elif key.startswith("slq_"):
+                    out[f"{layer.name}:{key}"] = arr.astype(np.float32)
+        return out
+
+    def figure_files(self) -> list[tuple[str, str]]:
+        """(file name, caption) of the figures :meth:`write` draws: none without
+        ``figures`` or analysed layers, else summary.png and one layers-NN.png per 8 layers."""
+        n = len(self.analysed)
+        if not self.figures or n == 0:
+            return []
+        out = [("summary.png", "all layers: p-values, kurtosis, spikes")]
+        for page in range(0, n, LAYERS_PER_FIGURE):
+            last = min(page + LAYERS_PER_FIGURE, n)
+            out.append(
+                (
+                    f"layers-{page // LAYERS_PER_FIGURE + 1:02d}.png",
+                    f"spectra and entries, layers {page + 1}-{last}",
+                )
+            )
+        return out
+
+    def to_markdown(self) -> str:
+        cols = list(MARKDOWN_COLUMNS)
+        if self.init is not None:
+            cols += [
+                f"init_{c}" for c in ("entry_law", "spectrum_ks", "spikes", "verdict", "failed")
+            ]
+        rows = [r for r in self.rows() if r["status"] == "analysed"]
+        th = self.thresholds
+        text = f"# Random-like weights: {self.model}\n\n**Verdict: {self.verdict}.** {self.summary}\n\n"
+        text += (
+            f"Thresholds: alpha = {th.alpha:g} over the {len(TESTS)} tests whose null is i.i.d. "
+            f"entries of any law ({', '.join(TESTS)}; each at {th.per_test:.4g}); spectra "
+            f"{self.spectrum}. The entry law is reported beside the verdict: `gaussian` answers "
+            f"whether the entries are Gaussian ({th.entry_test} test at {th.alpha:g}), a "
+            "stricter question that is not part of it.\n\n"
+        )
+        text += "## Layers\n\n" + markdown_table(rows, cols)
+        skipped = [r for r in self.rows() if r["status"] != "analysed"]
+        if skipped:
+            text += "\n## Skipped tensors\n\n" + markdown_table(
+                skipped, ["layer", "tensor_shape", "reason"]
+            )
+        if self.init is not None:
+            text += f"\n## Fresh initialisation\n\n{self.init_method}. Verdict: {self.init.verdict}. {self.init.summary}\n"
+        figures = self.figure_files()
+        if figures:
+            text += "\n## Figures\n\n" + "".join(f"![{alt}]({path})\n\n" for path, alt in figures)
+        text += "\n## Method\n\n" + "".join(f"- **{k}**: {v}\n" for k, v in METHODS.items())
+        return text
+
+    def write(self, output: OutputDir | str | os.PathLike[str]) -> list[str]:
+        """Write the figures (when asked for), layers.csv, report.json, spectra.npz and
+        report.md into ``output``; return their names."""
+        out = as_output_dir(output)
+        names = [name for name, _ in self.figure_files()]
+        if names:
+            self._write_figures(out, names)
+        out.write_csv("layers.csv", self.to_frame())
+        out.write_json("report.json", self.to_dict())
+        out.write_npz("spectra.npz", self.arrays())
+        out.write_text("report.md", self.to_markdown())
+        return [*names, "layers.csv", "report.json", "spectra.npz", "report.md"]
+
+    def _write_figures(self, out: OutputDir, names: list[str]) -> None:
+        from ..plots import randomness_layer_grid, randomness_summary
+
+        out.write_figure(names[0], randomness_summary(self), dpi=self.dpi)
+        done = self.analysed
+        model = PurePath(self.model).name if "/" in self.model else self.model
+        for name, page in zip(names[1:], range(0, len(done), LAYERS_PER_FIGURE), strict=True):
+            chunk = done[page : page + LAYERS_PER_FIGURE]
+            refs = {x.name: reference_singular_values(x, self.seed) for x in chunk}
+            title = f"{model}: layers {page + 1}-{page + len(chunk)}"
+            out.write_figure(name, randomness_layer_grid(chunk, refs, title=title), dpi=self.dpi)
+
+
+# the fresh initialisation's columns set beside the trained ones (--compare-init)
+INIT_COLUMNS = (
+    "std",
+    "excess_kurtosis",
+    "entry_law",
+    "gaussian",
+    "entry_ks",
+    "spectrum_ks",
+    "spikes",
+    "s_max_over_edge",
+    "verdict",
+    "failed",
+)
+TEXT_COLUMNS = {"entry_law", "gaussian", "verdict", "failed"}
+MARKDOWN_COLUMNS = (
+    "layer",
+    "matrix",
+    "std",
+    "excess_kurtosis",
+    "entry_law",
+    "gaussian",
+    "gaussian_p",
+    "independence_p",
+    "spectrum_ks",
+    "spectrum_ks_p",
+    "spikes",
+    "s_max_over_edge",
+    "sigma_mp",
+    "verdict",
+    "failed",
+)
+
+METHODS = {
+    "matrix view": "Linear (out, in); Conv (C_out, C_in/groups*k...); fused in_proj_weight split into Q/K/V; "
+    "other >=2-D weights (first dim, rest). Vectors and matrices with < 64 entries are skipped.",
+    "entries": "moments of all entries; the entry law: Gaussian / uniform / Laplace / Student-t maximum-likelihood "
+    "fits compared by AIC on up to 16,384 entries; whether it is Gaussian: Lilliefors KS test (Gaussian with the "
+    "layer's own mean and std; p-value from a Monte Carlo null table of Stephens' modified statistic) or "
+    "Anderson-Darling (D'Agostino & Stephens p-value) on up to 65,536 entries, at level alpha. Reported beside the "
+    "verdict, not part of it: i.i.d. entries of any law are random-like.",
+    "independence": "Schott's sum of squared off-diagonal correlations between rows and between columns (random subsets "
+    "of large sides), with Var(r^2) measured on W's entries shuffled (drawn at random from a 65,536-entry sample: same "
+    "marginal, no structure), gamma upper tail; Bonferroni over the two sides. Mean |r| observed, i.i.d.-expected and "
+    "shuffled are reported.",
+    "spectrum": "exact: eigenvalues of the smaller Gram matrix (float32 syrk + symmetric eigensolver, float64 when the "
+    "top-100 error estimate passes 5e-5); approx: stochastic Lanczos quadrature. KS distance of the bulk (spikes removed) "
+    "from Marchenko-Pastur at sigma fitted from the bulk's trace; p-value from Monte Carlo Gaussian spectra (Laguerre "
+    "model) of the same size.",
+    "spikes": "eigenvalues above the Tracy-Widom (beta=1) quantile of a Gaussian matrix's largest eigenvalue (Johnstone "
+    "2001, Ma 2012 centring), bulk sigma re-estimated without them until the count is stable.",
+    "verdict": "structured when the independence, spectrum or spikes p-value is below alpha/3 (Bonferroni), so at most "
+    "alpha of matrices with i.i.d. entries is called structured; the model is structured when a layer is at "
+    "alpha/(3 * layers). See docs/science.md §2.1, §4 and §5.",
+}
