@@ -366,3 +366,27 @@ def test_narrow_falls_back_to_one_block_per_row() -> None:
     assert any(line.startswith("  rule: ") or line.strip() == "rule:" for line in lines), "\n".join(
         lines
     )
+
+
+def test_figures_print_dollar_names_literally() -> None:
+    """A '$' in a model or layer name used to start matplotlib mathtext: "$x_{1" failed the
+    whole figure with a ParseSyntaxException. Names are escaped and print as they are."""
+    from netprobe.iid import analyse
+    from netprobe.plots import randomness_layer_grid, randomness_summary
+
+    net = nn.Sequential()
+    net.add_module("w$x_{1", nn.Linear(32, 24))
+    net.add_module("relu", nn.ReLU())
+    net.add_module("out", nn.Linear(24, 8))
+    lm = ensure_loaded(net, input_shape=(32,))
+    lm.spec = "runs/$x_{1.pt"
+    report = analyse(lm, seed=0)
+    figs = [
+        randomness_summary(report),
+        randomness_layer_grid(report.analysed, {}, title=f"{report.model}: $\\frac"),
+    ]
+    for fig in figs:
+        fig.savefig(io.BytesIO(), format="png", dpi=30)  # mathtext errors surface here
+    for fig in figs:
+        texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+        assert any("w\\$x_{1" in t for t in texts)
