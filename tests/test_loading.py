@@ -132,8 +132,15 @@ def test_netprobe_checkpoint_roundtrip(tmp_path: Path) -> None:
 
     net = DigitNet(width=32)
     p = save_checkpoint(
-        tmp_path / "ck.pt", net, arch="digitnet", arch_kwargs={"width": 32}, input_shape=(1, 28, 28),
-        mean=(0.1307,), std=(0.3081,), classes=[str(i) for i in range(10)], note="test",
+        tmp_path / "ck.pt",
+        net,
+        arch="digitnet",
+        arch_kwargs={"width": 32},
+        input_shape=(1, 28, 28),
+        mean=(0.1307,),
+        std=(0.3081,),
+        classes=[str(i) for i in range(10)],
+        note="test",
     )
     lm = load(p)
     assert lm.kind == "checkpoint" and lm.arch == "digitnet"
@@ -180,12 +187,18 @@ def test_torchvision_weights_from_hub_cache_without_network(tmp_path: Path, monk
     cache, data, digest, _url = _hub_file(ref.state_dict(), monkeypatch)
     cache.parent.mkdir(parents=True)
     cache.write_bytes(data)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("download attempted"))
+    monkeypatch.setattr(
+        torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("download attempted")
+    )
     hashed: list[Path] = []
     real = netprobe.report.sha256_file
-    monkeypatch.setattr(netprobe.report, "sha256_file", lambda p, *a: hashed.append(p) or real(p, *a))
+    monkeypatch.setattr(
+        netprobe.report, "sha256_file", lambda p, *a: hashed.append(p) or real(p, *a)
+    )
     lm = load("alexnet")
-    assert lm.kind == "torchvision" and torch.equal(lm.module.features[0].weight, ref.features[0].weight)
+    assert lm.kind == "torchvision" and torch.equal(
+        lm.module.features[0].weight, ref.features[0].weight
+    )
     assert lm.path == cache and lm.sha256 == digest and hashed == [cache]
     assert lm.provenance()["sha256"] == digest
 
@@ -198,13 +211,18 @@ def test_cached_weights_that_do_not_match_their_name_are_refused(monkeypatch) ->
         cache = Path(torch.hub.get_dir()) / "checkpoints" / "resnet18-f37072fd.pth"
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(torchvision.models.resnet18().state_dict(), cache)
-        monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("download"))
+        monkeypatch.setattr(
+            torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("download")
+        )
         with pytest.raises(LoadError) as e:
             load("resnet18")
         msg = str(e.value)
         assert e.value.exit_code == 3 and "\n" not in msg
         assert str(cache) in msg and "f37072fd" in msg and "SHA-256" in msg
-        assert "delete it" in msg and "https://download.pytorch.org/models/resnet18-f37072fd.pth" in msg
+        assert (
+            "delete it" in msg
+            and "https://download.pytorch.org/models/resnet18-f37072fd.pth" in msg
+        )
 
 
 def test_download_creates_the_cache_folder_and_checks_the_hash(monkeypatch, capsys) -> None:
@@ -252,7 +270,9 @@ def test_downloaded_bytes_that_do_not_match_are_refused(monkeypatch) -> None:
         ("hash", "failed its SHA-256 check"),
     ],
 )
-def test_download_failure_names_cause_url_and_destination(monkeypatch, error: str, cause: str) -> None:
+def test_download_failure_names_cause_url_and_destination(
+    monkeypatch, error: str, cause: str
+) -> None:
     import socket
     import urllib.error
 
