@@ -176,10 +176,6 @@ def default_data_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "netprobe" / "data"
 
 
-def dataset_names() -> list[str]:
-    return list(TORCHVISION)
-
-
 def load_dataset(
     spec: str | os.PathLike[str] | None,
     *,

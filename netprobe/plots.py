@@ -1,7 +1,9 @@
 """matplotlib Figure builders (Agg backend, no pyplot global state).
 
-Every function returns a ``matplotlib.figure.Figure``; the report stage saves it. Each
-command has its own section.
+Every function returns a ``matplotlib.figure.Figure``; the report stage saves it. Names that
+come from the user (model, layer and class names, skip reasons) go through :func:`plain`, so
+a ``$`` in them prints as a dollar sign instead of starting mathtext (which can fail the
+whole figure).
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ def new_figure(width: float = 6.4, height: float = 4.8, **kw: Any) -> Figure:
     return Figure(figsize=(width, height), layout="constrained", **kw)
 
 
-# --- randomness (section owned by the randomness work) -----------------------------------
+def plain(text: Any) -> str:
+    """``text`` as matplotlib prints it literally: ``$`` escaped (no mathtext)."""
+    return str(text).replace("$", r"\$")
+
+
+# --- randomness --------------------------------------------------------------------------
 
 
 def randomness_layer_grid(
@@ -42,7 +49,7 @@ def randomness_layer_grid(
     for row, layer in zip(axes, layers, strict=False):
         ax_s, ax_h, ax_q = row
         s = layer.spectrum
-        tag = f"{layer.name} ({'x'.join(map(str, layer.matrix_shape))}): {layer.verdict}"
+        tag = f"{plain(layer.name)} ({'x'.join(map(str, layer.matrix_shape))}): {layer.verdict}"
         if s is not None:
             scale = s.sigma * math.sqrt(s.N)
             if "sv" in layer.arrays:
@@ -89,7 +96,7 @@ def randomness_layer_grid(
             ax_s.text(
                 0.5,
                 0.5,
-                "no spectrum\n" + (layer.reason or ""),
+                "no spectrum\n" + plain(layer.reason or ""),
                 ha="center",
                 va="center",
                 fontsize=7,
@@ -123,7 +130,7 @@ def randomness_layer_grid(
     if title:
         import textwrap
 
-        fig.suptitle(textwrap.fill(title, 110), fontsize=10)
+        fig.suptitle(textwrap.fill(plain(title), 110), fontsize=10)
     return fig
 
 
@@ -168,7 +175,7 @@ def randomness_summary(report: Any) -> Figure:
     from pathlib import PurePath
 
     name = PurePath(report.model).name if "/" in report.model else report.model
-    ax_p.set_title(textwrap.fill(f"{name}: {report.summary}", 130), fontsize=9)
+    ax_p.set_title(textwrap.fill(plain(f"{name}: {report.summary}"), 130), fontsize=9)
     kurt = [layer.entries.kurtosis for layer in layers]
     ax_e.plot(idx, kurt, "o-", ms=3, label="excess kurtosis")
     ax_e.set_yscale("symlog", linthresh=1)
@@ -223,7 +230,7 @@ def randomness_summary(report: Any) -> Figure:
         ax_s.legend(fontsize=7, frameon=False)
     ax_s.set_xticks(idx)
     ax_s.set_xticklabels(
-        [layer.name for layer in layers],
+        [plain(layer.name) for layer in layers],
         rotation=70,
         ha="right",
         fontsize=6 if len(layers) > 20 else 7,
@@ -234,9 +241,7 @@ def randomness_summary(report: Any) -> Figure:
     return fig
 
 
-# <<randomness-plots>>
-
-# --- reconstruct (section owned by the reconstruct work) ---------------------------------
+# --- reconstruct -------------------------------------------------------------------------
 
 ARM_COLOURS = {
     "model": "tab:blue",
@@ -275,7 +280,7 @@ def reconstruction_grid(report: Any, samples: int = 4) -> Figure:
             r = s * len(arms) + a
             _image(axes[r][0], xs[s] if a == 0 else None)
             axes[r][0].set_ylabel(
-                f"#{s} {arm}",
+                f"#{s} {plain(arm)}",
                 rotation=0,
                 ha="right",
                 va="center",
@@ -285,10 +290,11 @@ def reconstruction_grid(report: Any, samples: int = 4) -> Figure:
             for c, name in enumerate(layers, start=1):
                 imgs = report.images.get(f"{name}/{arm}")
                 _image(axes[r][c], imgs[s] if imgs is not None and len(imgs) > s else None)
-    for c, title in enumerate(["x", *[f"x̃ from {n_}" for n_ in layers]]):
+    for c, title in enumerate(["x", *[f"x̃ from {plain(n_)}" for n_ in layers]]):
         axes[0][c].set_title(title, fontsize=8)
     fig.suptitle(
-        f"{report.model}: inputs and reconstructions (x̃ contrast-stretched per image)", fontsize=9
+        f"{plain(report.model)}: inputs and reconstructions (x̃ contrast-stretched per image)",
+        fontsize=9,
     )
     return fig
 
@@ -322,20 +328,18 @@ def reconstruction_depth(report: Any) -> Figure:
     for ax, title in ((ax1, "relative error after best rescale"), (ax2, "Jaccard of active units")):
         ax.set_xticks(
             range(len(report.layers)),
-            [i.name for i in report.layers],
+            [plain(i.name) for i in report.layers],
             rotation=45 if len(report.layers) > 8 else 0,
         )
         ax.set_xlabel("hidden layer")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     ax1.legend(fontsize=8)
-    fig.suptitle(f"{report.model}: re-inferring h from x̃, by depth", fontsize=10)
+    fig.suptitle(f"{plain(report.model)}: re-inferring h from x̃, by depth", fontsize=10)
     return fig
 
 
-# <<reconstruct-plots>>
-
-# --- shadow-train (section owned by the shadow-train work) -------------------------------
+# --- shadow-train ------------------------------------------------------------------------
 
 _ARM_COLOURS = {
     "baseline": "tab:blue",
@@ -475,12 +479,9 @@ def shadow_sample_grid(
             if i == 0:
                 lab = int(labels[j])
                 ax.set_title(
-                    classes[lab] if classes and lab < len(classes) else str(lab), fontsize=8
+                    plain(classes[lab]) if classes and lab < len(classes) else str(lab), fontsize=8
                 )
             if j == 0:
                 ax.set_ylabel(name, fontsize=8)
     fig.suptitle("x̃ = reverse net from h of each test input (rows: arms' final nets)", fontsize=9)
     return fig
-
-
-# <<shadow-train-plots>>

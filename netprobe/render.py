@@ -1,16 +1,42 @@
-"""Rich renderables built from result objects: the only library module that imports rich.
-
-Each command has its own section; the CLI prints what these functions return.
+"""Rich renderables built from result objects: one function per command's table. Every table
+is a :class:`netprobe.tables.FitTable` (fits the console width: names and numbers are never
+cut inside a word or number) and every user-derived string (model, layer and file names,
+messages) is Text, never markup. render and tables are the only library modules that import
+rich. See docs/design.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
+from rich.console import Group
+from rich.text import Text
+
+from .tables import ATOM, NAME, PROSE, Cell, Col, FitTable, Para, wrap
 
 if TYPE_CHECKING:
     from .listing import ModelLayers
+
+__all__ = [
+    "ATOM",
+    "NAME",
+    "PROSE",
+    "Col",
+    "FitTable",
+    "Para",
+    "check_table",
+    "fmt_num",
+    "layers_table",
+    "randomness_table",
+    "reconstruct_table",
+    "shadow_table",
+    "wrap",
+]
+
+
+def _styled(value: str, style: str) -> Text:
+    return Text(value, style=style)
 
 
 def fmt_num(v: Any, digits: int = 3) -> str:
@@ -33,85 +59,142 @@ def fmt_num(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-# --- layers ----------------------------------------------------------------------------
+# --- layers ------------------------------------------------------------------------------
 
 
 def layers_table(info: ModelLayers) -> Any:
-    from rich.console import Group
-
     shape = "x".join(map(str, info.input_shape)) if info.input_shape else "unknown"
-    w = Table(title=f"Weight layers of {info.model}", title_justify="left")
-    for col in ("layer", "module", "type", "matrix", "params"):
-        w.add_column(col, justify="right" if col == "params" else "left")
-    for wl in info.weight:
-        w.add_row(
-            wl.name,
-            wl.module_path,
-            wl.kind,
-            "x".join(map(str, wl.matrix_shape)),
-            fmt_num(wl.params),
-        )
-    h = Table(title=f"Hidden layers (input {shape})", title_justify="left")
-    for col in ("h", "module", "op", "shape", "units"):
-        h.add_column(col, justify="right" if col == "units" else "left")
-    for hl in info.hidden:
-        h.add_row(hl.name, hl.where, hl.kind, "x".join(map(str, hl.shape)), fmt_num(hl.size))
-    parts: list[Any] = [w]
+    weight = FitTable(
+        [
+            Col("layer", NAME),
+            Col("module", NAME, drop=3),
+            Col("type", drop=2),
+            Col("matrix"),
+            Col("params", right=True, drop=1),
+        ],
+        [
+            (
+                wl.name,
+                wl.module_path,
+                wl.kind,
+                "x".join(map(str, wl.matrix_shape)),
+                fmt_num(wl.params),
+            )
+            for wl in info.weight
+        ],
+        title=Text.assemble("Weight layers of ", info.model),
+    )
+    parts: list[Any] = [weight]
     if info.hidden:
-        parts.append(h)
+        hidden = FitTable(
+            [
+                Col("h"),
+                Col("module", NAME),
+                Col("op", drop=2),
+                Col("shape"),
+                Col("units", right=True, drop=1),
+            ],
+            [
+                (hl.name, hl.where, hl.kind, "x".join(map(str, hl.shape)), fmt_num(hl.size))
+                for hl in info.hidden
+            ],
+            title=f"Hidden layers (input {shape})",
+        )
+        parts += [Text(""), hidden]
     return Group(*parts)
 
 
-# --- randomness (section owned by the randomness work) -----------------------------------
+# --- randomness --------------------------------------------------------------------------
 
 _SHORT = {"entries": "entries", "independence": "indep", "spectrum": "MP", "spikes": "spikes"}
+_VERDICT_STYLE = {"structured": "red", "random-like": "green", "skipped": "yellow"}
+
+
+def _layer_value(layer: Any, key: str) -> Any:
+    """A per-layer value the randomness analysis may or may not report (``entry_law``,
+    ``gaussian``): an attribute, else a key of ``layer.row()``; None when absent."""
+    if hasattr(layer, key):
+        return getattr(layer, key)
+    row = layer.row() if hasattr(layer, "row") else {}
+    return row.get(key) if isinstance(row, dict) else None
+
+
+def _yes_no(v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return fmt_num(v, 2)
+    return str(v)
+
+
+def _failed(names: Iterable[str]) -> str:
+    return ", ".join(_SHORT.get(f, f) for f in names)
 
 
 def randomness_table(report: Any) -> Any:
-    """One row per weight matrix (shape, std, kurtosis, entry KS, spectrum KS, spikes,
-    verdict and the tests behind it); skipped matrices with their reason; vectors counted
-    on one line; the model's verdict last. p-values and the rest are in the files."""
-    from rich.console import Group
-    from rich.text import Text
-
-    t = Table(title=f"Random-like weights: {report.model}", title_justify="left")
-    t.add_column("layer", overflow="fold", ratio=3)
-    t.add_column("shape", overflow="fold")
-    for col in ("std", "kurt", "entry KS", "MP KS", "spikes"):
-        t.add_column(col, justify="right")
-    t.add_column("verdict", overflow="fold", ratio=2)
+    """One row per weight matrix (shape, std, kurtosis, entry law, entry KS, spectrum KS,
+    spikes, verdict and the tests behind it); skipped matrices with their reason; vectors
+    counted on one line; the model's verdict last. p-values and the rest are in the files."""
+    matrices = [
+        x
+        for x in report.layers
+        if x.matrix_shape is not None and (x.analysed or len(x.tensor_shape) >= 2)
+    ]
+    vectors = len(report.layers) - len(matrices)
+    extra = [
+        k
+        for k in ("entry_law", "gaussian")
+        if any(_layer_value(x, k) is not None for x in matrices)
+    ]
     init = {x.name: x for x in report.init.layers} if report.init is not None else {}
-    if init:
-        t.add_column("init", overflow="fold", ratio=1)
-    vectors = 0
-    for layer in report.layers:
-        if layer.matrix_shape is None or (not layer.analysed and len(layer.tensor_shape) < 2):
-            vectors += 1
-            continue
+    columns = [
+        Col("layer", NAME),
+        Col("shape", drop=4),
+        Col("std", right=True, drop=8),
+        Col("kurt", right=True, drop=7),
+        *[
+            Col("law" if k == "entry_law" else "gaussian", drop=6 if k == "entry_law" else 5)
+            for k in extra
+        ],
+        Col("entry KS", right=True, drop=9),
+        Col("MP KS", right=True, drop=3),
+        Col("spikes", right=True, drop=2),
+        Col("verdict", PROSE),
+        *([Col("init", PROSE, drop=1)] if init else []),
+    ]
+    rows = []
+    for layer in matrices:
         shape = "x".join(map(str, layer.matrix_shape))
+        law = [_yes_no(_layer_value(layer, k)) for k in extra]
         if not layer.analysed:
-            t.add_row(
-                layer.name,
-                shape,
-                "",
-                "",
-                "",
-                "",
-                "",
-                f"[yellow]skipped[/yellow]: {layer.reason}",
-                *([""] if init else []),
+            verdict = Text.assemble(("skipped", "yellow"), f": {layer.reason}")
+            rows.append(
+                [
+                    layer.name,
+                    shape,
+                    "",
+                    "",
+                    *[""] * len(extra),
+                    "",
+                    "",
+                    "",
+                    verdict,
+                    *([""] if init else []),
+                ]
             )
             continue
         e, s = layer.entries, layer.spectrum
-        colour = "red" if layer.verdict == "structured" else "green"
-        verdict = f"[{colour}]{layer.verdict}[/{colour}]"
+        verdict = _styled(layer.verdict, _VERDICT_STYLE.get(layer.verdict, ""))
         if layer.failed:
-            verdict += ": " + ", ".join(_SHORT.get(f, f) for f in layer.failed)
-        cells = [
+            verdict.append(": " + _failed(layer.failed))
+        cells: list[Cell] = [
             layer.name,
             shape,
             fmt_num(e.std, 2),
             fmt_num(e.kurtosis, 2),
+            *law,
             fmt_num(e.ks, 2),
             fmt_num(s.ks, 2) if s else "—",
             str(s.spikes) if s else "—",
@@ -119,37 +202,30 @@ def randomness_table(report: Any) -> Any:
         ]
         if init:
             il = init.get(layer.name)
-            cells.append(
-                ", ".join(_SHORT.get(f, f) for f in il.failed) or il.verdict
-                if il is not None
-                else "—"
-            )
-        t.add_row(*cells)
-    colour = "red" if report.verdict == "structured" else "green"
-    parts: list[Any] = [t]
+            cells.append("—" if il is None else _failed(il.failed) or il.verdict)
+        rows.append(cells)
+    parts: list[Any] = [
+        FitTable(columns, rows, title=Text.assemble("Random-like weights: ", report.model))
+    ]
     if vectors:
         parts.append(
-            Text(
+            Para(
                 f"{vectors} vectors and buffers (biases, norms, counters) skipped: no matrix view.",
-                style="dim",
+                "dim",
             )
         )
-    parts.append(
-        Text.from_markup(f"[bold {colour}]{report.verdict}[/bold {colour}]: {report.summary}")
-    )
+    colour = _VERDICT_STYLE.get(report.verdict, "")
+    parts.append(Para(Text.assemble((report.verdict, f"bold {colour}"), ": ", report.summary)))
     if init:
         parts.append(
-            Text(
-                f"init: {report.init_method}; tests that call the fresh weights structured.",
-                style="dim",
+            Para(
+                f"init: {report.init_method}; tests that call the fresh weights structured.", "dim"
             )
         )
     return Group(*parts)
 
 
-# <<randomness-render>>
-
-# --- reconstruct (section owned by the reconstruct work) ---------------------------------
+# --- reconstruct -------------------------------------------------------------------------
 
 
 def _f(v: Any, digits: int = 2) -> str:
@@ -159,143 +235,168 @@ def _f(v: Any, digits: int = 2) -> str:
 
 def reconstruct_table(report: Any) -> Any:
     """Summary of a ReconstructionReport: one row per (layer, arm), then the headline."""
-    from rich import box
-    from rich.console import Group
-    from rich.text import Text
-
     o = report.options
-    t = Table(
-        title=f"Reverse reconstruction of {report.model} ({report.num} inputs; α {o.get('alpha')}, "
-        f"ρ {o.get('keep')}, unpool {o.get('unpool')})",
-        title_justify="left",
-        caption="err = ‖h̃−h‖/‖h‖; scaled = after the best scalar rescale s; J = Jaccard of active units "
-        "(thr: with the theory's threshold b' = −δ‖h‖); PSNR/SSIM are context only; all in report.md",
-        caption_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-        show_edge=False,
-    )
-    for col in ("layer", "arm", "err", "scaled", "s", "cos", "J", "J thr", "PSNR", "SSIM", "top-1"):
-        t.add_column(col, justify="left" if col in ("layer", "arm") else "right", no_wrap=True)
-    frame = report.to_frame()
+    columns = [
+        Col("layer", NAME),
+        Col("arm"),
+        Col("err", right=True, drop=4),
+        Col("scaled", right=True),
+        Col("s", right=True, drop=5),
+        Col("cos", right=True, drop=3),
+        Col("J", right=True, drop=1),
+        Col("J thr", right=True, drop=6),
+        Col("PSNR", right=True, drop=8),
+        Col("SSIM", right=True, drop=7),
+        Col("top-1", right=True, drop=2),
+    ]
+    rows, styles, sections = [], [], []
     last = None
-    for r in frame.to_dict(orient="records"):
+    for r in report.to_frame().to_dict(orient="records"):
         if last is not None and r["layer"] != last:
-            t.add_section()
+            sections.append(len(rows))
         last = r["layer"]
-        t.add_row(
-            r["layer"],
-            r["arm"],
-            fmt_num(r["rel_err"], 2),
-            _f(r["rel_err_scaled"]),
-            fmt_num(r["scale"], 2),
-            _f(r["cosine"]),
-            _f(r["jaccard"]),
-            _f(r["jaccard_thr"]),
-            _f(r["psnr"], 1),
-            _f(r["ssim"]),
-            _f(r["top1_agree"]),
-            style="bold" if r["arm"] == "model" else "dim",
+        rows.append(
+            [
+                r["layer"],
+                r["arm"],
+                fmt_num(r["rel_err"], 2),
+                _f(r["rel_err_scaled"]),
+                fmt_num(r["scale"], 2),
+                _f(r["cosine"]),
+                _f(r["jaccard"]),
+                _f(r["jaccard_thr"]),
+                _f(r["psnr"], 1),
+                _f(r["ssim"]),
+                _f(r["top1_agree"]),
+            ]
         )
-    parts: list[Any] = [t]
-    parts += [Text(line) for line in report.headline_text()]
-    parts += [Text(f"note: {n}", style="yellow") for n in report.notes]
+        styles.append("bold" if r["arm"] == "model" else "dim")
+    table = FitTable(
+        columns,
+        rows,
+        title=Text.assemble(
+            "Reverse reconstruction of ",
+            report.model,
+            f" ({report.num} inputs; α {o.get('alpha')}, ρ {o.get('keep')}, unpool {o.get('unpool')})",
+        ),
+        caption="err = ‖h̃−h‖/‖h‖; scaled = after the best scalar rescale s; J = Jaccard of active "
+        "units (thr: with the theory's threshold b' = −δ‖h‖); PSNR/SSIM are context only; all in "
+        "report.md",
+        styles=styles,
+        sections=sections,
+    )
+    parts: list[Any] = [table]
+    parts += [Para(line) for line in report.headline_text()]
+    parts += [Para(f"note: {n}", "yellow") for n in report.notes]
     return Group(*parts)
 
 
-# <<reconstruct-render>>
-
-# --- shadow-train (section owned by the shadow-train work) -------------------------------
+# --- shadow-train ------------------------------------------------------------------------
 
 
 def _pct(v: Any) -> str:
     return "—" if v is None or v != v else f"{100 * v:.2f}%"
 
 
+def _pm(r: dict[str, Any], key: str) -> str:
+    return f"{_pct(r[key + '_mean'])} ± {_pct(r[key + '_std'])}"
+
+
 def shadow_table(report: Any) -> Any:
     """Per-arm summary (mean ± std over seeds), the paired comparisons, and the conclusion."""
-    from rich.console import Group
-    from rich.text import Text
-
-    t = Table(
-        title=f"netprobe shadow-train: {len(report.seeds)} seed(s) per arm", title_justify="left"
+    arms = FitTable(
+        [
+            Col("arm"),
+            Col("seeds", right=True, drop=3),
+            Col("final test error", right=True),
+            Col("mean error over epochs", right=True, drop=2),
+            Col("synthetic test error", right=True, drop=1),
+            Col("tracking r", right=True, drop=4),
+            Col("s/epoch", right=True, drop=5),
+        ],
+        [
+            [
+                r["arm"],
+                str(r["seeds"]),
+                _pm(r, "final_test_error"),
+                _pm(r, "mean_test_error"),
+                _pm(r, "final_synthetic_test_error"),
+                fmt_num(r["tracking_r_mean"], 2),
+                fmt_num(r["train_seconds_per_epoch"], 3),
+            ]
+            for r in report.summary
+        ],
+        title=f"netprobe shadow-train: {len(report.seeds)} seed(s) per arm",
     )
-    for col in (
-        "arm",
-        "seeds",
-        "final test error",
-        "mean error over epochs",
-        "synthetic test error",
-        "tracking r",
-        "s/epoch",
-    ):
-        t.add_column(col, justify="left" if col == "arm" else "right")
-    for r in report.summary:
-        t.add_row(
-            r["arm"],
-            str(r["seeds"]),
-            f"{_pct(r['final_test_error_mean'])} ± {_pct(r['final_test_error_std'])}",
-            f"{_pct(r['mean_test_error_mean'])} ± {_pct(r['mean_test_error_std'])}",
-            f"{_pct(r['final_synthetic_test_error_mean'])} ± {_pct(r['final_synthetic_test_error_std'])}",
-            fmt_num(r["tracking_r_mean"], 2),
-            fmt_num(r["train_seconds_per_epoch"], 3),
-        )
-    parts: list[Any] = [t]
+    parts: list[Any] = [arms]
     if report.comparisons:
-        c = Table(
-            title="SHADOW against its reference arm (paired by seed; negative = SHADOW lower)",
-            title_justify="left",
-        )
-        for col in ("arm", "vs", "metric", "difference", "95% CI", "verdict"):
-            c.add_column(col, justify="right" if col in ("difference", "95% CI") else "left")
         style = {"helped": "green", "hurt": "red"}
+        rows = []
         for x in report.comparisons:
-            s = style.get(x["verdict"], "yellow")
             ci = "—" if x["low"] != x["low"] else f"{100 * x['low']:+.2f} to {100 * x['high']:+.2f}"
-            c.add_row(
-                x["arm"],
-                x["reference"],
-                x["metric"],
-                f"{100 * x['mean']:+.2f} pts",
-                ci,
-                f"[{s}]{x['verdict']}[/{s}]",
+            rows.append(
+                [
+                    x["arm"],
+                    x["reference"],
+                    x["metric"],
+                    f"{100 * x['mean']:+.2f} pts",
+                    ci,
+                    _styled(x["verdict"], style.get(x["verdict"], "yellow")),
+                ]
             )
-        parts.append(c)
-    parts.append(Text.assemble(("result: ", "bold"), report.conclusion))
+        parts += [
+            Text(""),
+            FitTable(
+                [
+                    Col("arm"),
+                    Col("vs", drop=2),
+                    Col("metric", NAME),
+                    Col("difference", right=True),
+                    Col("95% CI", PROSE, drop=1),
+                    Col("verdict"),
+                ],
+                rows,
+                title="SHADOW against its reference arm (paired by seed; negative = SHADOW lower)",
+            ),
+        ]
+    parts.append(Para(Text.assemble(("result: ", "bold"), report.conclusion)))
     return Group(*parts)
 
 
-# <<shadow-train-render>>
-
-# --- check (section owned by the check work) ---------------------------------------------
+# --- check -------------------------------------------------------------------------------
 
 
 def check_table(report: Any) -> Any:
-    """One row per model and rule. ``report``: a CheckReport (or its list of results).
-    Model paths and messages are plain text (a ``[...]`` in a file name is not markup)."""
-    from rich.text import Text
-
+    """One row per (model, rule), the model named on its first row only; a model that could
+    not be checked gets one row with its error. ``report``: a CheckReport (or its results)."""
     results = getattr(report, "results", report)
     style = {"pass": "green", "fail": "red", "error": "yellow", "skipped": "dim"}
-    t = Table(title="netprobe check", title_justify="left")
-    for col in ("model", "rule", "status", "value", "threshold", "detail"):
-        t.add_column(
-            col,
-            justify="right" if col in ("value", "threshold") else "left",
-            overflow="fold" if col in ("model", "detail") else "ellipsis",
-        )
+    rows: list[list[Cell]] = []
     for res in results:
-        for r in res.rules:
-            t.add_row(
-                Text(res.model),
-                Text(r.rule),
-                Text(r.status, style=style.get(r.status, "")),
-                fmt_num(r.value),
-                fmt_num(r.threshold),
-                Text(r.message),
+        for k, r in enumerate(res.rules):
+            rows.append(
+                [
+                    "" if k else res.model,
+                    r.rule,
+                    _styled(r.status, style.get(r.status, "")),
+                    fmt_num(r.value),
+                    fmt_num(r.threshold),
+                    r.message,
+                ]
             )
-    return t
-
-
-# <<check-render>>
+        if not res.rules:
+            status = _styled(res.status, style.get(res.status, ""))
+            rows.append([res.model, "—", status, "", "", getattr(res, "error", None) or ""])
+    return FitTable(
+        [
+            Col("model", NAME),
+            Col("rule"),
+            Col("status"),
+            Col("value", right=True, drop=2),
+            Col("threshold", right=True, drop=3),
+            Col("detail", PROSE),
+        ],
+        rows,
+        title="netprobe check",
+        sections=[i for i, row in enumerate(rows) if i and row[0]],
+    )

@@ -156,9 +156,6 @@ class OutputDir:
     def write_text(self, name: str, text: str) -> Path:
         return atomic_write_text(self._note(name), text)
 
-    def write_bytes(self, name: str, data: bytes) -> Path:
-        return atomic_write_bytes(self._note(name), data)
-
     def write_json(self, name: str, obj: Any) -> Path:
         return atomic_write_json(self._note(name), obj)
 

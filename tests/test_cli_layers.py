@@ -35,11 +35,23 @@ def test_layers_table_and_csv_and_md() -> None:
     assert "## Hidden layers" in md.stdout and "| h7 |" in md.stdout
 
 
-def test_layers_alexnet_from_hub_cache(tmp_path: Path) -> None:
-    """The weights torchvision would download, put in $TORCH_HOME by hand: no network."""
+def test_layers_alexnet_from_hub_cache(tmp_path: Path, monkeypatch) -> None:
+    """Weights put in $TORCH_HOME by hand: no network. The file name carries a prefix of its
+    SHA-256, as torchvision's do, so the URL is pointed at a name that matches these bytes;
+    under the real name (alexnet-owt-7be5be79.pth) the same file is refused, exit 3."""
+    import hashlib
+
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     cache.mkdir(parents=True, exist_ok=True)
     torch.save(torchvision.models.alexnet().state_dict(), cache / "alexnet-owt-7be5be79.pth")
+    refused = runner.invoke(app, ["layers", "alexnet", "--format", "json"])
+    assert refused.exit_code == 3 and "SHA-256" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and refused.stdout == ""
+    data = (cache / "alexnet-owt-7be5be79.pth").read_bytes()
+    name = f"alexnet-owt-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    (cache / name).write_bytes(data)
+    weights = torchvision.models.AlexNet_Weights.IMAGENET1K_V1.value
+    monkeypatch.setattr(weights, "url", f"https://download.pytorch.org/models/{name}")
     result = runner.invoke(app, ["layers", "alexnet", "--format", "json"])
     assert result.exit_code == 0, result.stderr
     assert len(json.loads(result.stdout)["hidden_layers"]) == 7

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -131,8 +132,15 @@ def test_netprobe_checkpoint_roundtrip(tmp_path: Path) -> None:
 
     net = DigitNet(width=32)
     p = save_checkpoint(
-        tmp_path / "ck.pt", net, arch="digitnet", arch_kwargs={"width": 32}, input_shape=(1, 28, 28),
-        mean=(0.1307,), std=(0.3081,), classes=[str(i) for i in range(10)], note="test",
+        tmp_path / "ck.pt",
+        net,
+        arch="digitnet",
+        arch_kwargs={"width": 32},
+        input_shape=(1, 28, 28),
+        mean=(0.1307,),
+        std=(0.3081,),
+        classes=[str(i) for i in range(10)],
+        note="test",
     )
     lm = load(p)
     assert lm.kind == "checkpoint" and lm.arch == "digitnet"
@@ -152,25 +160,161 @@ def test_pickled_module_needs_trust(tmp_path: Path) -> None:
     assert lm.kind == "pickle" and isinstance(lm.module, TinyMLP)
 
 
+def _hub_file(sd: dict[str, torch.Tensor], monkeypatch) -> tuple[Path, bytes, str, str]:
+    """Save ``sd`` as torch.save bytes and point ``weights`` (default alexnet's DEFAULT) at a
+    URL whose file name carries the bytes' real SHA-256 prefix, as torchvision's names do.
+    Returns (the hub cache path for it, the bytes, their SHA-256, the URL); nothing is written."""
+    import hashlib
+
+    weights = torchvision.models.AlexNet_Weights.IMAGENET1K_V1
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    url = f"https://download.pytorch.org/models/alexnet-owt-{digest[:8]}.pth"
+    monkeypatch.setattr(weights.value, "url", url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name, data, digest, url
+
+
 def test_torchvision_weights_from_hub_cache_without_network(tmp_path: Path, monkeypatch) -> None:
-    """A state dict placed where torch hub caches alexnet's DEFAULT weights is used, with no
-    download attempt (the autouse fixture fails any network connection)."""
+    """A file in torch hub's cache whose bytes match the hash prefix in its name is used, with
+    no download attempt (the autouse fixture fails any network connection), and hashed once:
+    the check's digest is the provenance's."""
+    import netprobe.report
+
     monkeypatch.delenv("NETPROBE_OFFLINE")
-    cache = Path(torch.hub.get_dir()) / "checkpoints"
-    cache.mkdir(parents=True)
     ref = torchvision.models.alexnet()
-    torch.save(ref.state_dict(), cache / "alexnet-owt-7be5be79.pth")
-    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("download attempted"))
+    cache, data, digest, _url = _hub_file(ref.state_dict(), monkeypatch)
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(data)
+    monkeypatch.setattr(
+        torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("download attempted")
+    )
+    hashed: list[Path] = []
+    real = netprobe.report.sha256_file
+    monkeypatch.setattr(
+        netprobe.report, "sha256_file", lambda p, *a: hashed.append(p) or real(p, *a)
+    )
     lm = load("alexnet")
-    assert lm.kind == "torchvision" and torch.equal(lm.module.features[0].weight, ref.features[0].weight)
-    assert lm.path == cache / "alexnet-owt-7be5be79.pth"
+    assert lm.kind == "torchvision" and torch.equal(
+        lm.module.features[0].weight, ref.features[0].weight
+    )
+    assert lm.path == cache and lm.sha256 == digest and hashed == [cache]
+    assert lm.provenance()["sha256"] == digest
+
+
+def test_cached_weights_that_do_not_match_their_name_are_refused(monkeypatch) -> None:
+    """Issue item 2: a random-init state dict saved as resnet18-f37072fd.pth was reported as
+    torchvision's IMAGENET1K_V1 weights. Its SHA-256 does not start with f37072fd: refused."""
+    for offline in ("1", "0"):  # offline or not, the cached file is checked before it is used
+        monkeypatch.setenv("NETPROBE_OFFLINE", offline)
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / "resnet18-f37072fd.pth"
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(torchvision.models.resnet18().state_dict(), cache)
+        monkeypatch.setattr(
+            torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("download")
+        )
+        with pytest.raises(LoadError) as e:
+            load("resnet18")
+        msg = str(e.value)
+        assert e.value.exit_code == 3 and "\n" not in msg
+        assert str(cache) in msg and "f37072fd" in msg and "SHA-256" in msg
+        assert (
+            "delete it" in msg
+            and "https://download.pytorch.org/models/resnet18-f37072fd.pth" in msg
+        )
+
+
+def test_download_creates_the_cache_folder_and_checks_the_hash(monkeypatch, capsys) -> None:
+    """Issue item 4: on a machine that never used torch hub, the download failed with
+    "No such file or directory: '.../hub/checkpoints/....partial'". The stand-in writes its
+    temporary file next to the destination exactly as torch.hub's does."""
+    monkeypatch.delenv("NETPROBE_OFFLINE")
+    ref = torchvision.models.alexnet()
+    cache, data, digest, url = _hub_file(ref.state_dict(), monkeypatch)
+    assert not cache.parent.exists()
+    calls: list[tuple[str, str, object]] = []
+
+    def fake_download(u: str, dst: str, hash_prefix=None, progress=True) -> None:
+        calls.append((u, dst, hash_prefix))
+        with open(dst + ".0123.partial", "wb") as f:  # FileNotFoundError without the folder
+            f.write(data)
+        os.replace(dst + ".0123.partial", dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    lm = load("alexnet")
+    assert calls == [(url, str(cache), digest[:8])]
+    assert lm.path == cache and lm.sha256 == digest
+    assert torch.equal(lm.module.classifier[6].weight, ref.classifier[6].weight)
+    assert url in capsys.readouterr().err  # says what it downloads, and where to
+
+
+def test_downloaded_bytes_that_do_not_match_are_refused(monkeypatch) -> None:
+    monkeypatch.delenv("NETPROBE_OFFLINE")
+    _hub_file(torchvision.models.alexnet().state_dict(), monkeypatch)
+
+    def wrong_bytes(u: str, dst: str, hash_prefix=None, progress=True) -> None:
+        torch.save({"w": torch.zeros(2, 2)}, dst)  # ignores hash_prefix
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", wrong_bytes)
+    with pytest.raises(LoadError, match="SHA-256"):
+        load("alexnet")
+
+
+@pytest.mark.parametrize(
+    "error, cause",
+    [
+        ("dns", "Temporary failure in name resolution"),
+        ("http", "HTTP 404 Not Found"),
+        ("refused", "Connection refused"),
+        ("hash", "failed its SHA-256 check"),
+    ],
+)
+def test_download_failure_names_cause_url_and_destination(
+    monkeypatch, error: str, cause: str
+) -> None:
+    import socket
+    import urllib.error
+
+    monkeypatch.delenv("NETPROBE_OFFLINE")
+    url = torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url
+    raised = {
+        "dns": urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution")),
+        "http": urllib.error.HTTPError(url, 404, "Not Found", None, None),  # type: ignore[arg-type]
+        "refused": urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
+        "hash": RuntimeError('invalid hash value (expected "7be5be79", got "00ff")'),
+    }[error]
+
+    def failing(u: str, dst: str, hash_prefix=None, progress=True) -> None:
+        raise raised
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", failing)
+    with pytest.raises(LoadError) as e:
+        load("alexnet")
+    msg = str(e.value)
+    dest = Path(torch.hub.get_dir()) / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert cause in msg and url in msg and str(dest) in msg and "\n" not in msg
+    assert "--weights none" in msg and "--weights-file" in msg
+    assert not dest.exists()
+
+
+def test_unwritable_cache_folder_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("NETPROBE_OFFLINE")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("TORCH_HOME", str(blocker))  # hub/checkpoints cannot be made under a file
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("download"))
+    with pytest.raises(LoadError, match="cannot create the torch hub cache folder.*TORCH_HOME"):
+        load("alexnet")
 
 
 def test_torchvision_offline_message_names_file_and_flags() -> None:
     with pytest.raises(LoadError) as e:
         load("alexnet")
     msg = str(e.value)
-    assert "alexnet-owt-7be5be79.pth" in msg and "checkpoints" in msg
+    dest = Path(torch.hub.get_dir()) / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert str(dest) in msg and "NETPROBE_OFFLINE" in msg
+    assert "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in msg
     assert "--weights none" in msg and "--weights-file" in msg
 
 
