@@ -704,42 +704,6 @@ def reconstruct_cmd(
 # ---------------------------------------------------------------------------------------
 # netprobe shadow-train  (section owned by the shadow-train work; add the command below)
 
-#: the experiment's own options: saved in RUN_DIR/settings.json, taken from there by --resume
-SHADOW_OPTIONS = (
-    "dataset",
-    "data_dir",
-    "download",
-    "train_size",
-    "test_size",
-    "val_fraction",
-    "test_fraction",
-    "split_seed",
-    "arch",
-    "from_",
-    "new_head",
-    "weights",
-    "trust_pickle",
-    "input_shape",
-    "arms",
-    "seeds",
-    "layer",
-    "ratio",
-    "gen_keep",
-    "smooth",
-    "unpool",
-    "gen_scale",
-    "warmup",
-    "dropout",
-    "epochs",
-    "batch_size",
-    "lr",
-    "optimizer",
-    "weight_decay",
-    "schedule",
-    "grid",
-)
-SHADOW_SETTINGS_FILE = "settings.json"
-
 
 @app.command("shadow-train")
 @command
@@ -890,7 +854,8 @@ def shadow_train_cmd(
     resume: Annotated[
         Path | None,
         typer.Option(
-            "--resume", help="Continue an interrupted run in RUN_DIR with its saved settings."
+            "--resume",
+            help="Continue an interrupted run in RUN_DIR with its saved settings (--epochs and --seeds may be raised to extend it).",
         ),
     ] = None,
     device: DeviceOpt = "auto",
@@ -905,217 +870,48 @@ def shadow_train_cmd(
 
     With no arguments: the bundled 4,000 / 1,000 real digits, DigitNet from scratch, arms baseline and shadow, seeds 0,1,2,
     3 epochs (about 2 minutes on two free CPU cores). Writes history.csv, report.json, report.md, figures, run.json and a
-    checkpoint per arm and seed (models/ARM-seedS.pt); `--resume RUN_DIR` continues an interrupted run.
+    checkpoint per arm and seed (models/ARM-seedS.pt); `--resume RUN_DIR` continues an interrupted run, or extends a
+    finished one with more --epochs or --seeds.
     """
-    import json
-
-    from . import shadow as sh
-
-    local = dict(locals())
-    opts: dict[str, Any] = {
-        k: (str(local[k]) if isinstance(local[k], Path) else local[k]) for k in SHADOW_OPTIONS
-    }
-    if resume is not None:
-        given = [
-            k
-            for k in SHADOW_OPTIONS
-            if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
-        ]
-        if given or output_dir is not None:
-            flag = "--" + (given[0].rstrip("_").replace("_", "-") if given else "output-dir")
-            raise OptionError(
-                f"--resume takes every setting from {resume / SHADOW_SETTINGS_FILE}; {flag} cannot change it",
-                hint=f"drop {flag}, or start a fresh run",
-            )
-        sfile = resume / SHADOW_SETTINGS_FILE
-        if not sfile.is_file():
-            raise OptionError(
-                f"--resume {resume}: not a shadow-train run folder (no {SHADOW_SETTINGS_FILE})",
-                hint="pass the output folder of an earlier `netprobe shadow-train` run",
-            )
-        try:
-            saved = dict(json.loads(sfile.read_text())["options"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise OptionError(
-                f"--resume {resume}: {SHADOW_SETTINGS_FILE} is unreadable ({e})",
-                hint="start a fresh run",
-            ) from None
-        missing = [k for k in SHADOW_OPTIONS if k not in saved]
-        if missing:
-            raise OptionError(
-                f"--resume {resume}: {SHADOW_SETTINGS_FILE} lacks {', '.join(missing[:3])}",
-                hint="it was not written by this version of netprobe; start a fresh run",
-            )
-        opts = {k: saved[k] for k in SHADOW_OPTIONS}
-    arm_list = sh.parse_arms(opts["arms"])
-    seed_list = sh.parse_seeds(opts["seeds"])
-    train_cfg = sh.TrainSettings(
-        epochs=int(opts["epochs"]),
-        batch_size=int(opts["batch_size"]),
-        lr=float(opts["lr"]),
-        optimizer=str(opts["optimizer"]),
-        weight_decay=float(opts["weight_decay"]),
-        schedule=str(opts["schedule"]),
-        warmup=int(opts["warmup"]),
-        dropout=float(opts["dropout"]),
-    ).check()
-    if train_cfg.batch_size < 1 or not train_cfg.lr > 0:
-        raise OptionError(
-            f"--batch-size {train_cfg.batch_size} / --lr {train_cfg.lr}: must be positive",
-            hint="e.g. --batch-size 64 --lr 1e-3",
-        )
-    if train_cfg.optimizer not in ("adam", "adamw", "sgd") or train_cfg.schedule not in (
-        "constant",
-        "cosine",
-    ):
-        raise OptionError(
-            f"--optimizer {train_cfg.optimizer} / --schedule {train_cfg.schedule}: unknown",
-            hint="optimizers: adam, adamw, sgd; schedules: constant, cosine",
-        )
-    base_settings = sh.ShadowSettings(
-        layer=1,
-        ratio=float(opts["ratio"]),
-        keep=float(opts["gen_keep"]),
-        smooth=float(opts["smooth"]),
-        unpool=str(opts["unpool"]),
-        scale=str(opts["gen_scale"]),
-    ).check()
-    with sh.distributed(__import__("netprobe.runtime", fromlist=["x"]).resolve_device(device)) as (
-        rank,
-        world,
-    ):
-        run = start(
-            "shadow-train",
-            device=device,
-            seed=seed_list[0],
-            fmt=fmt,
-            quiet=quiet or rank > 0,
-            output_dir=resume or output_dir,
-            force=force or resume is not None,
-            threads=threads,
-            writes=rank == 0,
-            options=opts,
-        )
-        lm = None
-        if opts["from_"]:
-            lm = load_model(
-                opts["from_"],
-                weights=str(opts["weights"]),
-                arch=opts["arch"],
-                trust_pickle=bool(opts["trust_pickle"]),
-                input_shape=opts["input_shape"],
-                quiet=run.quiet,
-            )
-        run.log(f"loading {opts['dataset'] or 'the bundled digits'}…")
-        setup = sh.setup(
-            opts["dataset"],
-            from_model=lm,
-            arch=opts["arch"],
-            new_head=bool(opts["new_head"]),
-            input_shape=opts["input_shape"],
-            layer=str(opts["layer"]),
-            settings=base_settings,
-            seed=seed_list[0],
-            data_dir=opts["data_dir"],
-            download=bool(opts["download"]),
-            test_fraction=float(opts["test_fraction"]),
-            val_fraction=float(opts["val_fraction"]),
-            split_seed=int(opts["split_seed"]),
-            train_size=opts["train_size"],
-            test_size=opts["test_size"],
-        )
-        data, spec, settings = setup.data, setup.spec, setup.settings
-        run.log(
-            f"{spec.source}; SHADOW from {setup.layer_name}; {len(arm_list)} arms x {len(seed_list)} seeds x "
-            f"{train_cfg.epochs} epochs on {len(data.train)} examples{f' ({world} processes)' if world > 1 else ''}"
-        )
-        state_dir = (
-            run.output.path if run.output is not None else Path(resume or output_dir or ".")
-        ) / "checkpoints"
-        if run.output is not None:
-            if resume is None:
-                run.output.write_json(
-                    SHADOW_SETTINGS_FILE, {"command": "shadow-train", "options": opts}
-                )
-            elif SHADOW_SETTINGS_FILE not in run.output.written:
-                run.output.written.append(SHADOW_SETTINGS_FILE)
-        steps = -(-len(data.train) // train_cfg.batch_size)
-        total = len(arm_list) * len(seed_list) * train_cfg.epochs * steps
-        last: dict[str, Any] = {}
-        try:
-            with run.progress_bar() as bar:
-                task = bar.add_task("shadow-train", total=total)
-
-                def on_event(arm: Any, seed: int, idx: int, ev: Any) -> None:
-                    base = idx * train_cfg.epochs * steps
-                    head = f"{arm.name} seed {seed} epoch {max(ev.epoch, 1)}/{ev.epochs}"
-                    if ev.kind == "fit_start":
-                        bar.update(task, completed=base + ev.epoch * steps, description=head)
-                    elif ev.kind == "batch_end":
-                        last["loss"] = ev.loss
-                        errs = (
-                            f" test {100 * last['test']:.2f}% synth {100 * last['synth']:.2f}%"
-                            if "test" in last
-                            else ""
-                        )
-                        bar.update(
-                            task,
-                            completed=base + (ev.epoch - 1) * steps + ev.step,
-                            description=f"{head} loss {ev.loss:.3f}{errs}",
-                        )
-                    elif ev.kind == "epoch_end" and ev.row is not None:
-                        last["test"] = float(ev.row.get("test_error", float("nan")))
-                        last["synth"] = float(ev.row.get("synthetic_test_error", float("nan")))
-                    elif ev.kind == "fit_end":
-                        run.log(
-                            f"{arm.name:>16} seed {seed}: test error {100 * last.get('test', float('nan')):.2f}%, "
-                            f"synthetic {100 * last.get('synth', float('nan')):.2f}%"
-                        )
-                        last.clear()
-
-                results = sh.run_experiment(
-                    data,
-                    spec,
-                    arm_list,
-                    seed_list,
-                    settings,
-                    train_cfg,
-                    device=run.device,
-                    state_dir=state_dir,
-                    resume=resume is not None,
-                    on_event=on_event,
-                )
-        except KeyboardInterrupt:
-            if run.output is not None and rank == 0:
-                err.print(
-                    f"[yellow]stopped; continue where it stopped with `netprobe shadow-train --resume {run.output.path}`[/yellow]",
-                    highlight=False,
-                )
-            raise
-    if rank != 0 or run.output is None:
-        return
-    settings_rec = {
-        **{k.rstrip("_"): v for k, v in opts.items()},
-        "layer_name": setup.layer_name,
-        "layer_index": settings.layer,
-        "world_size": world,
-    }
-    model_rec = {
-        "source": spec.source,
-        "arch": spec.arch,
-        "arch_kwargs": spec.arch_kwargs,
-        "input_shape": list(spec.input_shape),
-        "from": spec.provenance or None,
-    }
-    report = sh.summarise(results, settings=settings_rec, data=data.info, model=model_rec)
-    run.log("writing curves, grids, checkpoints…")
-    sh.write_outputs(run.output, report, results, data, spec, settings, grid=int(opts["grid"]))
     from .render import shadow_table
+    from .shadow import ShadowOptions, launch_rank, shadow_train
 
-    emit(run, report.summary_frame(), report.to_dict(), report.to_markdown(), shadow_table(report))
-    if lm is None:
-        run.info.model = model_rec
-    run.finish_legacy(lm, conclusion=report.conclusion)
+    rank = launch_rank()  # under torchrun only rank 0 writes and prints
+    run = start(
+        ctx,
+        device=device,
+        fmt=fmt,
+        quiet=quiet or rank > 0,
+        output_dir=output_dir or resume,
+        force=force or resume is not None,
+        threads=threads,
+        writes=rank == 0,
+    )
+    # only the options given on the command line: with --resume the rest come from the run
+    # (typer vendors click, so the parameter source is compared by name)
+    given = {
+        k: v
+        for k, v in ctx.params.items()
+        if k in ShadowOptions.__dataclass_fields__
+        and getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
+    }
+    with run.progress("shadow-train") as progress:
+        report = shadow_train(
+            output=run.output or output_dir or resume,
+            resume=resume,
+            device=run.device,
+            progress=progress,
+            log=run.log,
+            **given,
+        )
+    if rank > 0:
+        return
+    run.emit(report, shadow_table(report))
+    if report.complete:
+        return  # a finished run, resumed with nothing to add: its files stay as they are
+    run.info.options = {**run.info.options, **report.options}  # with --resume: the saved ones
+    run.info.seed = report.seeds[0]
+    run.finish(report)
 
 
 # <<shadow-train-command>>

@@ -383,3 +383,120 @@ def test_errors_are_netprobe_errors() -> None:
     with pytest.raises(NetprobeError, match="h9"):
         sh.resolve_hidden_layer(TinyConv(), (1, 8, 8), "h9")
     assert sh.resolve_hidden_layer(TinyConv(), (1, 8, 8), "h2")[0] == 2
+
+
+# --- cost, grammar, streams (issue items 10 and 17; one seed mixer) -------------------------
+
+
+def _timed(arm: str, walls: list[float], cpus: list[float] | None, examples: int = 100) -> list[dict]:
+    return [{"arm": arm, "epoch": i + 1, "examples": examples, "seconds": w,
+             **({"cpu_seconds": cpus[i]} if cpus is not None else {})} for i, w in enumerate(walls)]
+
+
+def test_cost_ratio_known_answers_on_synthetic_timings() -> None:
+    """Issue 10: a 1-epoch run reported SHADOW at 0.12x a baseline epoch because the baseline's
+    one epoch ran while the machine was busy (18.9 s wall, 1 s of CPU). The cost comes from CPU
+    time per example, and the wall-clock disagreement is reported as a caveat."""
+    busy = sh.cost_ratio(_timed("shadow", [2.2], [2.0]), _timed("baseline", [18.9], [1.0]))
+    assert busy["ratio"] == pytest.approx(2.0) and busy["basis"] == "cpu_seconds"
+    assert busy["wall_ratio"] == pytest.approx(2.2 / 18.9) and busy["rough"]
+    assert "the wall-clock ratio was 0.12x" in busy["caveat"] and "rough" in busy["caveat"]
+    quiet = sh.cost_ratio(_timed("shadow", [2.1, 2.0, 2.2], [2.0, 2.0, 2.0]),
+                          _timed("baseline", [1.0, 1.1, 1.0], [1.0, 1.0, 1.0]))
+    assert quiet["ratio"] == pytest.approx(2.0) and not quiet["rough"] and "caveat" not in quiet
+    # per example: an arm that saw twice the examples per epoch at the same time costs half
+    assert sh.cost_ratio(_timed("s", [2.0], [2.0], 200), _timed("b", [1.0], [1.0], 100))["ratio"] == pytest.approx(1.0)
+    # wall basis (GPU runs) or rows without CPU times: the median ignores one slow epoch...
+    wall = sh.cost_ratio(_timed("s", [3.0, 3.0, 30.0], None), _timed("b", [1.0, 1.5, 1.0], None))
+    assert wall["basis"] == "seconds" and wall["ratio"] == pytest.approx(3.0)
+    # ...but says the timings spread: 30 / 3 = 10x within the shadow arm
+    assert wall["rough"] and "varied up to 10.0x" in wall["caveat"]
+    gpu = sh.cost_ratio(_timed("s", [2.0], [9.0]), _timed("b", [1.0], [1.0]), basis="wall")
+    assert gpu["basis"] == "seconds" and gpu["ratio"] == pytest.approx(2.0)
+
+
+def _nesting(text: str) -> int:
+    depth = deepest = 0
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def test_one_seed_conclusion_reads_without_nested_parentheses_or_bad_plurals() -> None:
+    """Issue 17: "1 seeds" and "(cannot tell from one seed (… points))"."""
+    one = [_fake("baseline", 0, [0.5, 0.3, 0.2]), _fake("shadow", 0, [0.4, 0.2, 0.1])]
+    rep = sh.summarise(one, settings={"epochs": 1}, data={}, model={})
+    text = " ".join([rep.conclusion, *rep.notes, rep.to_markdown()])
+    assert "cannot tell from one seed" in rep.conclusion
+    assert _nesting(rep.conclusion) <= 1 and all(_nesting(n) <= 1 for n in rep.notes)
+    assert "1 seeds" not in text and "seed(s)" not in text and "1 epochs" not in text
+    assert rep.notes[0].startswith("Only 1 seed:")
+    two = sh.summarise([*one, _fake("baseline", 1, [0.5, 0.3, 0.2]), _fake("shadow", 1, [0.4, 0.3, 0.1])],
+                       settings={}, data={}, model={})
+    assert "2 seeds)" in two.conclusion and _nesting(two.conclusion) <= 1
+    assert [sh.plural(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]
+
+
+def test_summary_takes_the_cost_from_cpu_time_and_notes_noisy_timings() -> None:
+    base = [_fake("baseline", s, [0.5, 0.3, 0.2]) for s in range(2)]
+    shad = [_fake("shadow", s, [0.4, 0.2, 0.1]) for s in range(2)]
+    for r in base:
+        for row in r.rows:
+            row.update(cpu_seconds=1.0, seconds=20.0 if row["epoch"] == 1 else 1.0)
+    for r in shad:
+        for row in r.rows:
+            row["cpu_seconds"] = 2.0
+    rep = sh.summarise([*base, *shad], settings={}, data={}, model={})
+    final = next(c for c in rep.comparisons if c["metric"] == "final test error")
+    assert final["cost_ratio"] == pytest.approx(2.0) and final["cost_basis"] == "cpu_seconds"
+    assert "SHADOW cost 2.00x the CPU time per training example, a rough figure" in rep.conclusion
+    assert any("rough" in n for n in rep.notes)
+
+
+def test_the_synthetic_test_set_of_each_epoch_comes_from_seeds_derive_seed() -> None:
+    """One seed mixer: the tracker's stream is seeds.derive_seed(seed, 17, epoch)."""
+    from netprobe.seeds import derive_seed
+
+    data, _, settings, res = tiny_experiment("shadow", epochs=1, seeds=(3,))
+    want, _ = sh.synthetic_error(res[0].model, data.normalised(data.test.x), data.test.y, settings,
+                                 derive_seed(3, 17, 1), 512)
+    assert res[0].rows[-1]["synthetic_test_error"] == want
+
+
+def test_resume_cannot_lengthen_a_cosine_schedule(tmp_path) -> None:
+    import json
+
+    (tmp_path / "settings.json").write_text(json.dumps({"options": sh.ShadowOptions(schedule="cosine").to_dict()}))
+    with pytest.raises(OptionError, match="--schedule cosine"):
+        sh.resumed_options(tmp_path, {"epochs": 5})
+    opts, saved = sh.resumed_options(tmp_path, {"epochs": 3, "seeds": [2, 1, 0]})  # the saved 3 epochs, seeds 0,1,2
+    assert opts == saved
+
+
+# --- the library call ------------------------------------------------------------------------
+
+
+def test_shadow_train_library_call_returns_a_report_that_writes_its_files(tmp_path) -> None:
+    import netprobe
+    from netprobe.report import Report
+
+    with pytest.raises(OptionError, match="--epochs 0"):
+        netprobe.shadow_train(epochs=0, output=tmp_path / "bad")
+    with pytest.raises(TypeError, match="epochz"):
+        netprobe.shadow_train(epochz=1)
+    assert not (tmp_path / "bad").exists()  # options are checked before anything is written
+    lines: list[str] = []
+    seen: list[tuple[int, int]] = []
+    run = tmp_path / "run"
+    rep = netprobe.shadow_train(train_size=32, test_size=16, epochs=1, seeds=[0], batch_size=16, grid=2,
+                                output=run, device="cpu", log=lines.append,
+                                progress=lambda done, total, label: seen.append((done, total)))
+    assert isinstance(rep, Report) and isinstance(rep, sh.ShadowReport)
+    assert (run / "settings.json").is_file() and (run / "checkpoints" / "shadow-seed0").is_dir()
+    names = rep.write(run)  # the run's own folder, as a path
+    assert {"history.csv", "report.json", "report.md", "models/shadow-seed0.pt", "synthetic_grid.png"} <= set(names)
+    assert all((run / n).is_file() for n in names)
+    assert rep.headline()["conclusion"] == rep.conclusion and rep.to_frame().shape[0] == 2
+    assert rep.provenance["arch"] == "digitnet" and rep.options["epochs"] == 1
+    assert any("shadow seed 0: test error" in ln for ln in lines) and seen[-1] == (4, 4)  # 2 runs x 2 steps

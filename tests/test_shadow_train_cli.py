@@ -25,7 +25,7 @@ TINY = ["--train-size", "64", "--test-size", "32", "--epochs", "3", "--seeds", "
         "--grid", "4"]
 OUTPUTS = ["history.csv", "report.json", "report.md", "run.json", "settings.json", "learning_curves.png",
            "tracking.png", "synthetic_grid.png"]
-TIMING = {"seconds", "eval_seconds", "wall_seconds", "tracking_seconds"}
+TIMING = {"seconds", "cpu_seconds", "eval_seconds", "wall_seconds", "tracking_seconds"}
 
 
 @pytest.fixture(autouse=True)
@@ -128,6 +128,11 @@ def _one_error(res, code: int, *needles: str) -> None:
         (["--warmup", "3", "--epochs", "3"], 2, ("--warmup 3",)),
         (["--arch", "resnett18"], 2, ("--arch resnett18", "resnet18")),
         (["--new-head"], 2, ("--new-head goes with --from",)),
+        (["--batch-size", "0"], 2, ("--batch-size 0",)),
+        (["--lr", "0"], 2, ("--lr 0",)),
+        (["--optimizer", "rmsprop"], 2, ("--optimizer rmsprop", "adamw")),
+        (["--schedule", "step"], 2, ("--schedule step", "cosine")),
+        (["--grid", "-1"], 2, ("--grid -1",)),
     ],
 )
 def test_bad_input_is_one_line_with_its_exit_code(tmp_path: Path, args: list[str], code: int, needles: tuple[str, ...]) -> None:
@@ -136,11 +141,121 @@ def test_bad_input_is_one_line_with_its_exit_code(tmp_path: Path, args: list[str
     assert not out.exists()
 
 
-def test_resume_refuses_a_foreign_folder_and_new_settings(tmp_path: Path) -> None:
+def test_resume_refuses_a_foreign_folder_and_a_second_output_dir(tmp_path: Path) -> None:
     _one_error(invoke(["--resume", str(tmp_path)]), 2, "not a shadow-train run folder")
     (tmp_path / "settings.json").write_text(json.dumps({"options": {}}))
-    _one_error(invoke(["--resume", str(tmp_path), "--epochs", "9"]), 2, "--epochs cannot change it")
     _one_error(invoke(["--resume", str(tmp_path)]), 2, "settings.json lacks")
+    _one_error(invoke(["--resume", str(tmp_path), "--epochs", "9"]), 2, "settings.json lacks")
+    from netprobe.shadow import ShadowOptions
+
+    (tmp_path / "settings.json").write_text(json.dumps({"options": ShadowOptions().to_dict()}))
+    _one_error(invoke(["--resume", str(tmp_path), "-o", str(tmp_path / "elsewhere")]), 2,
+               "--output-dir", "its own folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json"]
+
+
+def test_cli_defaults_are_the_library_defaults() -> None:
+    """The CLI passes only the options given on the command line, so its defaults must be
+    netprobe.shadow_train's (ShadowOptions')."""
+    import dataclasses
+
+    import typer
+
+    from netprobe.shadow import ShadowOptions
+
+    params = {p.name: p.default for p in typer.main.get_command(app).commands["shadow-train"].params}
+    for f in dataclasses.fields(ShadowOptions):
+        assert params[f.name] == f.default, f.name
+
+
+FINISHED = ["--train-size", "32", "--test-size", "16", "--epochs", "2", "--seeds", "0", "--batch-size", "32",
+            "--grid", "0", "--threads", "1"]
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under folder: (content, mtime in ns)."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run: 2 arms x 1 seed x 2 epochs."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    res = invoke([*FINISHED, "-o", str(out)])
+    assert res.exit_code == 0, res.stderr
+    # the plan line counts in words: "1 seed", never "1 seeds"
+    assert "2 arms x 1 seed x 2 epochs on 32 examples" in res.stderr and "1 seeds" not in res.stderr
+    return out
+
+
+def test_resuming_a_finished_run_says_so_and_changes_nothing(finished: Path) -> None:
+    """Issue 8: resuming a finished run printed `test error nan%` and rewrote every report file."""
+    before = snapshot(finished)
+    time.sleep(0.01)  # a rewrite would show in the mtimes
+    res = invoke(["--resume", str(finished), "--threads", "1"])
+    assert res.exit_code == 0, res.stderr
+    assert "the run is complete (2 arms x 1 seed x 2 epochs); nothing changed" in res.stderr
+    assert "nan" not in res.stderr.lower() and "result:" in res.stdout
+    assert snapshot(finished) == before
+    # giving a saved setting again is no change either
+    res = invoke(["--resume", str(finished), "--epochs", "2", "--seeds", "0", "--threads", "1", "-q"])
+    assert res.exit_code == 0 and snapshot(finished) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--epochs", "1"], ("--epochs 1", "not lower it")),
+        (["--seeds", "1"], ("--seeds 1", "also has seed(s) 0", "not drop them")),
+        (["--lr", "0.01"], ("--lr cannot change it",)),
+        (["--arms", "shadow"], ("--arms cannot change it",)),
+        (["--from", "alexnet"], ("--from cannot change it",)),
+    ],
+)
+def test_resume_refuses_lower_epochs_fewer_seeds_and_other_changes(
+    finished: Path, args: list[str], needles: tuple[str, ...]
+) -> None:
+    """Issue 9: only raising --epochs and adding --seeds may change a resumed run."""
+    before = snapshot(finished)
+    _one_error(invoke(["--resume", str(finished), *args, "--threads", "1"]), 2, *needles)
+    assert snapshot(finished) == before
+
+
+def test_resume_extends_a_finished_run_to_more_epochs_and_seeds(tmp_path: Path) -> None:
+    """Issue 9: `--resume DIR --epochs 3` said "--epochs cannot change it". Raising --epochs
+    continues every run from its saved state and --seeds adds runs: the result equals a fresh
+    run with the larger settings."""
+    small = ["--train-size", "32", "--test-size", "16", "--batch-size", "32", "--grid", "2", "--threads", "1", "-q"]
+    run = tmp_path / "run"
+    assert invoke([*small, "--epochs", "1", "--seeds", "0", "-o", str(run)]).exit_code == 0
+    res = invoke(["--resume", str(run), "--epochs", "2", "--seeds", "0,1", "--threads", "1", "-q"])
+    assert res.exit_code == 0, res.stderr
+    ref = tmp_path / "ref"
+    assert invoke([*small, "--epochs", "2", "--seeds", "0,1", "-o", str(ref)]).exit_code == 0
+    assert rows(run / "history.csv") == rows(ref / "history.csv")
+    assert len(rows(run / "history.csv")) == 2 * 2 * 2
+    info = json.loads((run / "run.json").read_text())
+    assert info["options"]["epochs"] == 2 and info["options"]["seeds"] == "0,1"
+    assert json.loads((run / "settings.json").read_text())["options"]["seeds"] == "0,1"
+    assert (run / "models" / "shadow-seed1.pt").is_file()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_rank_zero_writes(tmp_path: Path) -> None:
+    """DDP: under torchrun (gloo, CPU) both processes train, only rank 0 writes and prints."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         "-m", "netprobe", "shadow-train", *FINISHED, "-o", str(out), "--format", "json"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout)  # one report: rank 1 printed nothing
+    assert report["settings"]["world_size"] == 2
+    for name in ["history.csv", "report.json", "run.json", "settings.json", "models/shadow-seed0.pt"]:
+        assert (out / name).is_file(), name
+    assert len(rows(out / "history.csv")) == 2 * 2
 
 
 @pytest.mark.slow

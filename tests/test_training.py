@@ -17,6 +17,7 @@ from torch import nn
 
 from netprobe.data import Dataset
 from netprobe.errors import DatasetError, LoadError, OptionError
+from netprobe.seeds import seeded
 from netprobe.training import (
     STATE_FILE,
     DivergedError,
@@ -26,7 +27,6 @@ from netprobe.training import (
     fit,
     init_model,
     load_state,
-    seeded,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,6 +142,7 @@ def test_training_learns_the_toy_problem_and_history_is_complete():
     assert len(hist) == 15 and hist.final["test_accuracy"] == 1.0
     assert hist.rows[-1]["train_loss"] < hist.rows[0]["train_loss"]
     assert {"seconds", "eval_seconds", "wall_seconds", "test_error", "lr"} <= set(hist.final)
+    assert all(r["cpu_seconds"] > 0 for r in hist.rows)  # process CPU time of the steps
     assert seen[0] == "fit_start" and seen[-1] == "fit_end"
     assert seen.count("epoch_end") == 15 and seen.count("batch_end") == 15 * 6
     assert hist.to_frame().shape[0] == 15
@@ -234,6 +235,30 @@ def test_callbacks_can_add_metrics_to_the_row(tmp_path):
     hist = fit(model(0), toy(), epochs=2, batch_size=16, callbacks=[extra], checkpoint_dir=tmp_path)
     assert [r["synthetic_error"] for r in hist.rows] == [0.5, 1.0]
     assert load_state(tmp_path)["history"][1]["synthetic_error"] == 1.0
+
+
+def test_data_order_is_the_stream_seeds_derive_seed_gives():
+    """One seed mixer: epoch e's order is randperm(N) from seeds.derive_seed(seed, 1, e)."""
+    from netprobe.seeds import derive_seed
+
+    n = 12
+    ds = Dataset(x=torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 4, 4).clone(),
+                 y=torch.arange(n) % 3, classes=None, source="indexed")  # fmt: skip
+    seen: list[int] = []
+
+    def record(m, x, y, g):
+        seen.extend(int(v) for v in x[:, 0, 0, 0])
+        return None
+
+    fit(model(0), ds, epochs=2, batch_size=5, seed=9, augment=record)
+    for epoch in (1, 2):
+        g = torch.Generator().manual_seed(derive_seed(9, 1, epoch))
+        assert seen[(epoch - 1) * n : epoch * n] == torch.randperm(n, generator=g).tolist()
+
+
+def test_device_is_resolved_by_runtime():
+    with pytest.raises(OptionError, match="--device tpu: unknown device"):
+        fit(model(0), toy(), epochs=1, device="tpu")
 
 
 # ---------------------------------------------------------------------------------------
@@ -383,7 +408,7 @@ def test_resume_refuses_other_settings_and_missing_state(tmp_path):
 def test_bad_settings_and_divergence():
     with pytest.raises(OptionError, match="epochs 0"):
         fit(model(0), toy(), epochs=0)
-    with pytest.raises(OptionError, match="optimizer 'rmsprop'"):
+    with pytest.raises(OptionError, match="--optimizer rmsprop"):
         fit(model(0), toy(), optimizer="rmsprop")
     with pytest.raises(DatasetError, match="no labels"):
         fit(model(0), Dataset(toy().x, None, None, "unlabelled"))

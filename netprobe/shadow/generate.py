@@ -1,4 +1,4 @@
-"""SHADOW sample generation and mixing (PAPER.md §2.3): x̃ from h_ℓ through the reverse net.
+"""SHADOW sample generation and mixing (docs/science.md §2.3): x̃ from h_ℓ through the reverse net.
 
 Pure tensor code; it knows nothing about the training loop. :class:`Augmenter` is shaped like
 the ``augment`` hook of :func:`netprobe.training.fit` and returns ``(x̃, y, ratio)``: the real
@@ -31,7 +31,7 @@ class ShadowSettings:
     ratio: float = 1.0  # weight of the loss on (x̃, y) next to the loss on (x, y)
     keep: float = 1.0  # generation keep-probability ρ (the paper's "sampling"); 1 = no masks
     smooth: float = 0.0  # Gaussian blur sigma in pixels (the paper's "smoothing"); 0 = off
-    unpool: str = "random"  # max-pool reversal: random | switches | copy (PAPER.md §2.2)
+    unpool: str = "random"  # max-pool reversal: random | switches | copy (docs/science.md §2.2)
     scale: str = "match"  # match | theory (see the module docstring)
     fit_examples: int = 32  # examples per batch used to estimate α under scale=theory
 
@@ -81,7 +81,7 @@ def synthesize(
     model: nn.Module, x: torch.Tensor, settings: ShadowSettings, seed: int, reverse: Any = None
 ) -> torch.Tensor:
     """x̃ for a batch x (model input space, normalised): h_ℓ(x) without gradients, generated back
-    down through the transposed layers (PAPER.md §1), smoothed, scaled. Same shape as x; the
+    down through the transposed layers (docs/science.md §1), smoothed, scaled. Same shape as x; the
     model is not changed (it runs in eval mode, restored afterwards). ``reverse`` may pass a
     ReverseNet whose α were already fitted (scale=theory) to reuse across chunks."""
     from ..reverse import ReverseNet
@@ -170,16 +170,6 @@ class Augmenter:
         self.calls += 1
         self.seconds += time.perf_counter() - t0
         return out, (xt, y, float(s.ratio))
-
-
-def mix_seed(seed: int, *parts: int) -> int:
-    """A 62-bit seed for one random stream, from the run seed and the stream's coordinates."""
-    import numpy as np
-
-    st = np.random.SeedSequence([int(seed), *[int(p) for p in parts]]).generate_state(
-        2, dtype=np.uint32
-    )
-    return (int(st[0]) << 30 | int(st[1])) & (2**62 - 1)
 
 
 def _model_device(model: nn.Module) -> torch.device:

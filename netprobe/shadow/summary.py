@@ -1,21 +1,29 @@
 """What a SHADOW experiment shows: per-arm statistics over seeds, paired SHADOW-vs-reference
-differences with t confidence intervals, the synthetic/real tracking correlation, a plain
-conclusion (:func:`summarise` -> :class:`ShadowReport`), and the output files."""
+differences with t confidence intervals, what SHADOW costs, the synthetic/real tracking
+correlation and a plain conclusion (:func:`summarise` -> :class:`~.report.ShadowReport`).
+
+:func:`summarise` runs as named steps (:func:`_run_records`, :func:`_arm_summary`,
+:func:`_compare`, :func:`_tracking`, :func:`_conclusion`), each a function of the results.
+"""
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
+from .experiment import Arm, RunResult
+from .report import ShadowReport
 
-from .experiment import BUNDLED_SHAPES, Arm, ExperimentData, ModelSpec, RunResult
-from .generate import ShadowSettings, synthetic_set
+#: a cost figure is called rough when per-example times within an arm spread more than this
+#: (max / min), or when wall-clock and CPU-time ratios disagree by more than this factor
+NOISY_SPREAD = 1.5
 
-if TYPE_CHECKING:
-    from ..report import OutputDir
+
+def plural(n: int, noun: str) -> str:
+    """``1 seed``, ``2 seeds``: a count with its noun."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _mean_std(vals: Sequence[float]) -> tuple[float, float]:
@@ -75,6 +83,69 @@ def paired_difference(
     return out
 
 
+def _per_example(rows: Sequence[Mapping[str, Any]], key: str) -> list[float]:
+    """Seconds per real training example of each epoch (per epoch where a row has no count)."""
+    out = []
+    for r in rows:
+        v = r.get(key)
+        if v is None or not math.isfinite(float(v)) or float(v) <= 0:
+            continue
+        n = r.get("examples")
+        out.append(float(v) / float(n) if n else float(v))
+    return out
+
+
+def _spread(vals: Sequence[float]) -> float:
+    return max(vals) / min(vals) if vals and min(vals) > 0 else float("nan")
+
+
+def cost_ratio(
+    arm_rows: Sequence[Mapping[str, Any]],
+    ref_rows: Sequence[Mapping[str, Any]],
+    basis: str = "cpu",
+) -> dict[str, Any]:
+    """What an arm costs per training example next to its reference arm, from every epoch of
+    every seed: the ratio of the medians of per-example time.
+
+    ``basis="cpu"`` measures process CPU time (``cpu_seconds``): a busy machine stretches the
+    wall clock of whichever arm it happens to overlap, which can flip a wall-clock ratio, but
+    hardly the CPU time the process itself spends. ``basis="wall"`` (GPUs, where CPU time says
+    little) and rows without CPU times use the wall clock; the median keeps one slow epoch from
+    deciding. ``rough`` is True, with ``caveat`` in words, when per-example times within an arm
+    spread by more than :data:`NOISY_SPREAD` (max / min) or the wall-clock ratio and the chosen
+    ratio disagree by more than that factor."""
+    key = "seconds"
+    if basis == "cpu" and all(r.get("cpu_seconds") for r in [*arm_rows, *ref_rows]):
+        key = "cpu_seconds"
+    a, b = _per_example(arm_rows, key), _per_example(ref_rows, key)
+    if not a or not b:
+        return {"ratio": float("nan"), "basis": key, "wall_ratio": float("nan"), "rough": False}
+    ratio = statistics.median(a) / statistics.median(b)
+    wa, wb = _per_example(arm_rows, "seconds"), _per_example(ref_rows, "seconds")
+    wall = statistics.median(wa) / statistics.median(wb) if wa and wb else float("nan")
+    spread = max(_spread(v) for v in (a, b, wa, wb) if v)
+    disagree = max(wall / ratio, ratio / wall) if wall > 0 and ratio > 0 else 1.0
+    reasons = []
+    if spread > NOISY_SPREAD:
+        reasons.append(f"per-example times within an arm varied up to {spread:.1f}x")
+    if disagree > NOISY_SPREAD:
+        reasons.append(f"the wall-clock ratio was {wall:.2f}x")
+    out: dict[str, Any] = {
+        "ratio": ratio,
+        "basis": key,
+        "wall_ratio": wall,
+        "spread": spread,
+        "rough": bool(reasons),
+    }
+    if reasons:
+        out["caveat"] = (
+            f"The cost figure ({ratio:.2f}x, from {'CPU time' if key == 'cpu_seconds' else 'wall-clock time'}) "
+            f"is rough: {' and '.join(reasons)}, so the machine was probably busy; "
+            "rerun with --threads 1 on a quiet machine, or `python benchmarks/shadow_train.py`, to measure it."
+        )
+    return out
+
+
 def _pts(v: float) -> str:
     """An error difference in percentage points, signed."""
     return f"{100 * v:+.2f}" if math.isfinite(v) else "n/a"
@@ -93,10 +164,10 @@ def _tracks(r: float) -> str:
     return "does not track"
 
 
-def _verdict(d: Mapping[str, float], what: str) -> str:
+def _verdict(d: Mapping[str, float]) -> str:
     """helped / hurt / no clear difference, from where the CI lies."""
     if int(d["n"]) < 2:
-        return f"cannot tell from one seed ({what} difference {_pts(d['mean'])} points)"
+        return "cannot tell from one seed"
     if d["high"] < 0:
         return "helped"
     if d["low"] > 0:
@@ -104,131 +175,203 @@ def _verdict(d: Mapping[str, float], what: str) -> str:
     return "no clear difference"
 
 
-@dataclass
-class ShadowReport:
-    """Everything ``shadow-train`` reports: the per-epoch history of every arm x seed, per-arm
-    summaries, the SHADOW-vs-reference comparisons and the synthetic/real tracking."""
+def _final(r: RunResult, key: str) -> float:
+    v = r.rows[-1].get(key) if r.rows else None
+    return float(v) if v is not None else float("nan")
 
-    arms: list[str]
-    seeds: list[int]
-    rows: list[dict[str, Any]]
-    summary: list[dict[str, Any]]
-    comparisons: list[dict[str, Any]]
-    tracking: dict[str, Any]
-    conclusion: str
-    settings: dict[str, Any]
-    data: dict[str, Any]
-    model: dict[str, Any]
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
-    def to_frame(self) -> Any:
-        import pandas as pd
+def _over_epochs(r: RunResult, key: str) -> float:
+    v = [float(x[key]) for x in r.rows if x.get(key) is not None]
+    return sum(v) / len(v) if v else float("nan")
 
-        return pd.DataFrame(self.rows)
 
-    def summary_frame(self) -> Any:
-        import pandas as pd
+# ---------------------------------------------------------------------------------------
+# summarise, as named steps
 
-        return pd.DataFrame(self.summary)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "conclusion": self.conclusion,
-            "arms": self.arms,
-            "seeds": self.seeds,
-            "summary": self.summary,
-            "comparisons": self.comparisons,
-            "tracking": self.tracking,
-            "settings": self.settings,
-            "data": self.data,
-            "model": self.model,
-            "runs": self.runs,
-            "notes": self.notes,
+def _run_records(results: Sequence[RunResult]) -> list[dict[str, Any]]:
+    """One record per arm x seed (report.json's ``runs``)."""
+    return [
+        {
+            "arm": r.arm.name,
+            "seed": r.seed,
+            "epochs": len(r.rows),
+            "final_test_error": _final(r, "test_error"),
+            "final_synthetic_test_error": _final(r, "synthetic_test_error"),
+            "final_train_loss": _final(r, "train_loss"),
+            "mean_test_error": _over_epochs(r, "test_error"),
+            "tracking_r": pearson(
+                [x.get("test_error") for x in r.rows],
+                [x.get("synthetic_test_error") for x in r.rows],
+            ),
+            "train_seconds": sum(float(x.get("seconds", 0.0)) for x in r.rows),
+            "train_cpu_seconds": sum(float(x.get("cpu_seconds") or 0.0) for x in r.rows),
+            "generation_seconds": r.generation_seconds,
+            "dropout": r.dropout,
+            "resumed_from_epoch": r.resumed_from[0] if r.resumed_from else None,
         }
+        for r in results
+    ]
 
-    def to_markdown(self, figures: Sequence[tuple[str, str]] = ()) -> str:
-        from ..report import markdown_table
 
-        s = self.settings
-        lines = ["# netprobe shadow-train", "", f"**Result.** {self.conclusion}", ""]
-        lines += [
-            f"Data: {self.data.get('source')}: {self.data.get('train')} training / {self.data.get('test')} test examples "
-            f"({self.data.get('split')}), input {'x'.join(map(str, self.data.get('input_shape', [])))}. "
-            f"Model: {self.model.get('source')}. Arms {', '.join(self.arms)} x seeds {', '.join(map(str, self.seeds))}; "
-            f"{s.get('epochs')} epochs, batch {s.get('batch_size')}, {s.get('optimizer')} lr {s.get('lr')}. "
-            f"SHADOW: {s.get('layer_name')}, ratio {s.get('ratio')}, gen-keep {s.get('gen_keep')}, smooth {s.get('smooth')}, "
-            f"unpool {s.get('unpool')}, gen-scale {s.get('gen_scale')}, warmup {s.get('warmup')}.",
-            "",
-            "## Per arm (mean ± std over seeds)",
-            "",
-        ]
-        cols = [
-            "arm",
-            "seeds",
-            "final test error",
-            "mean test error over epochs",
-            "final synthetic test error",
-            "tracking r",
-            "train s/epoch",
-        ]
-        table = [
+def _arm_summary(arm: str, runs: Sequence[RunResult], records: Sequence[dict[str, Any]]) -> dict:
+    """Mean ± std over the arm's seeds."""
+    fe = _mean_std([_final(r, "test_error") for r in runs])
+    me = _mean_std([_over_epochs(r, "test_error") for r in runs])
+    se = _mean_std([_final(r, "synthetic_test_error") for r in runs])
+    tl = _mean_std([_final(r, "train_loss") for r in runs])
+    rm = _mean_std([rec["tracking_r"] for rec in records if rec["arm"] == arm])
+    secs = [float(x.get("seconds", 0.0)) for r in runs for x in r.rows]
+    return {
+        "arm": arm,
+        "seeds": len(runs),
+        "final_test_error_mean": fe[0],
+        "final_test_error_std": fe[1],
+        "mean_test_error_mean": me[0],
+        "mean_test_error_std": me[1],
+        "final_synthetic_test_error_mean": se[0],
+        "final_synthetic_test_error_std": se[1],
+        "final_train_loss_mean": tl[0],
+        "final_train_loss_std": tl[1],
+        "tracking_r_mean": rm[0],
+        "tracking_r_std": rm[1],
+        "train_seconds_per_epoch": sum(secs) / len(secs) if secs else float("nan"),
+    }
+
+
+METRICS = (
+    ("final test error", _final),
+    ("mean test error over epochs", _over_epochs),
+)
+
+
+def _compare(
+    arm: str, ref: str, by: Mapping[tuple[str, int], RunResult], seeds: Sequence[int], basis: str
+) -> list[dict[str, Any]]:
+    """The SHADOW arm against its reference, paired by seed: one record per metric, each with
+    the paired difference, its verdict and the cost of the SHADOW arm."""
+    paired = [s for s in seeds if (arm, s) in by and (ref, s) in by]
+    if not paired:
+        return []
+    cost = cost_ratio(
+        [row for s in paired for row in by[(arm, s)].rows],
+        [row for s in paired for row in by[(ref, s)].rows],
+        basis,
+    )
+    out = []
+    for metric, fn in METRICS:
+        d = paired_difference(
+            [fn(by[(arm, s)], "test_error") for s in paired],
+            [fn(by[(ref, s)], "test_error") for s in paired],
+        )
+        out.append(
             {
-                "arm": r["arm"],
-                "seeds": r["seeds"],
-                "final test error": f"{_pct(r['final_test_error_mean'])} ± {_pct(r['final_test_error_std'])}",
-                "mean test error over epochs": f"{_pct(r['mean_test_error_mean'])} ± {_pct(r['mean_test_error_std'])}",
-                "final synthetic test error": f"{_pct(r['final_synthetic_test_error_mean'])} ± {_pct(r['final_synthetic_test_error_std'])}",
-                "tracking r": f"{r['tracking_r_mean']:.2f}"
-                if math.isfinite(r["tracking_r_mean"])
-                else "n/a",
-                "train s/epoch": f"{r['train_seconds_per_epoch']:.1f}",
+                "arm": arm,
+                "reference": ref,
+                "metric": metric,
+                **d,
+                "seeds": paired,
+                "verdict": _verdict(d),
+                "cost_ratio": cost["ratio"],
+                "cost_basis": cost["basis"],
+                "cost_rough": cost["rough"],
+                "cost_caveat": cost.get("caveat"),
             }
-            for r in self.summary
-        ]
-        lines += [
-            markdown_table(table, cols),
-            "## SHADOW against its reference arm (paired by seed)",
-            "",
-        ]
-        if self.comparisons:
-            ctab = [
-                {
-                    "arm": c["arm"],
-                    "vs": c["reference"],
-                    "metric": c["metric"],
-                    "difference (points)": _pts(c["mean"]),
-                    "95% CI": f"{_pts(c['low'])} to {_pts(c['high'])}",
-                    "p (paired t)": f"{c['p']:.3f}" if math.isfinite(c["p"]) else "n/a",
-                    "verdict": c["verdict"],
-                }
-                for c in self.comparisons
-            ]
-            lines += [markdown_table(ctab), ""]
-            lines.append(
-                "Negative differences mean the SHADOW arm has the lower error. The interval is a paired "
-                "t interval over seeds (each seed gives both arms the same initialisation and data order)."
+        )
+    return out
+
+
+_WORDS = {
+    "helped": "SHADOW helped",
+    "hurt": "SHADOW hurt",
+    "no clear difference": "no clear difference: SHADOW did not clearly help",
+}
+
+
+def _sentence(final: Mapping[str, Any], over: Mapping[str, Any], per_arm: Mapping) -> str:
+    """One comparison in words (no nested parentheses)."""
+    a, ref, n = final["arm"], final["reference"], len(final["seeds"])
+    text = (
+        f"{a} vs {ref}: final test error {_pct(per_arm[a]['final_test_error_mean'])} vs "
+        f"{_pct(per_arm[ref]['final_test_error_mean'])}, difference {_pts(final['mean'])} points"
+    )
+    if n >= 2:
+        text += (
+            f" (95% CI {_pts(final['low'])} to {_pts(final['high'])}, {plural(n, 'seed')}): "
+            f"{_WORDS.get(final['verdict'], final['verdict'])}. Averaged over epochs (how fast "
+            f"the error falls) the difference is {_pts(over['mean'])} points: {over['verdict']}."
+        )
+    else:
+        text += (
+            ": cannot tell from one seed whether SHADOW helps; run more seeds, e.g. --seeds 0,1,2. "
+            f"Averaged over epochs (how fast the error falls) the difference is {_pts(over['mean'])} points."
+        )
+    what = "CPU time" if final["cost_basis"] == "cpu_seconds" else "training time"
+    rough = ", a rough figure: timings were noisy, see the notes" if final["cost_rough"] else ""
+    ratio = final["cost_ratio"]
+    if math.isfinite(ratio):
+        text += f" SHADOW cost {ratio:.2f}x the {what} per training example{rough}."
+    return text
+
+
+def _tracking(summary: Sequence[Mapping[str, Any]], results: Sequence[RunResult]) -> dict:
+    """Per-arm and pooled correlation of synthetic with real test error, in words too."""
+    real = [float(x["test_error"]) for r in results for x in r.rows if x.get("test_error") is not None and x.get("synthetic_test_error") is not None]  # fmt: skip
+    syn = [float(x["synthetic_test_error"]) for r in results for x in r.rows if x.get("test_error") is not None and x.get("synthetic_test_error") is not None]  # fmt: skip
+    pooled = pearson(real, syn)
+    r_by_arm = {s["arm"]: s["tracking_r_mean"] for s in summary}
+    known = {a: r for a, r in r_by_arm.items() if math.isfinite(r)}
+    if known:
+        parts = [f"{a} r = {r:.2f}, {_tracks(r)}" for a, r in known.items()]
+        text = (
+            "Pearson r between each run's real test-error curve and its synthetic test-error curve "
+            "(the synthetic test set is generated from the test inputs by the run's current net each "
+            f"epoch), averaged per arm: {'; '.join(parts)}. Pooled over every arm, seed and epoch "
+            f"r = {pooled:.2f}. The paper's claim is that the synthetic error tracks the real one."
+        )
+        line = "Does synthetic test error track real test error? " + "; ".join(parts) + "."
+    else:
+        text = (
+            "The tracking correlation needs at least 3 epochs with changing errors per run; this "
+            "run has too few"
+            + (f": pooled over runs r = {pooled:.2f}." if math.isfinite(pooled) else ".")
+        )
+        line = ""
+    return {"pooled_r": pooled, "per_arm_r": r_by_arm, "text": text, "line": line}
+
+
+def _conclusion(
+    comparisons: Sequence[Mapping[str, Any]],
+    summary: Sequence[Mapping[str, Any]],
+    tracking: Mapping[str, Any],
+) -> str:
+    per_arm = {s["arm"]: s for s in summary}
+    finals = [c for c in comparisons if c["metric"] == METRICS[0][0]]
+    overs = [c for c in comparisons if c["metric"] == METRICS[1][0]]
+    if finals:
+        text = " ".join(_sentence(f, o, per_arm) for f, o in zip(finals, overs, strict=True))
+    else:
+        text = (
+            "No SHADOW arm was run next to its reference arm, so this run says nothing about "
+            "whether SHADOW helps. "
+            + " ".join(
+                f"{s['arm']}: final test error {_pct(s['final_test_error_mean'])}." for s in summary
             )
-        else:
-            lines.append("_No SHADOW arm with its reference arm in this run: nothing to compare._")
-        lines += [
-            "",
-            "## Synthetic test error against real test error",
-            "",
-            self.tracking.get("text", ""),
-            "",
-        ]
-        for title, name in figures:
-            lines += [f"### {title}", "", f"![{title}]({name})", ""]
-        if self.notes:
-            lines += ["## Notes", ""] + [f"- {n}" for n in self.notes] + [""]
-        lines += [
-            "Files: `history.csv` (one row per arm, seed and epoch), `report.json`, `run.json`, "
-            "`models/ARM-seedS.pt` (netprobe checkpoints: a MODEL for `netprobe layers/randomness/reconstruct`), "
-            "`checkpoints/` (training states for `--resume`).",
-            "",
-        ]
-        return "\n".join(lines)
+        )
+    return text + (" " + tracking["line"] if tracking["line"] else "")
+
+
+def _notes(seeds: Sequence[int], comparisons: Sequence[Mapping[str, Any]]) -> list[str]:
+    notes = []
+    if len(seeds) < 3:
+        notes.append(
+            f"Only {plural(len(seeds), 'seed')}: the confidence intervals are wide or missing; "
+            "use --seeds 0,1,2 or more."
+        )
+    for c in comparisons:
+        if c["metric"] == METRICS[0][0] and c.get("cost_caveat"):
+            notes.append(f"{c['arm']} vs {c['reference']}: {c['cost_caveat']}")
+    return notes
 
 
 def summarise(
@@ -237,257 +380,33 @@ def summarise(
     settings: Mapping[str, Any],
     data: Mapping[str, Any],
     model: Mapping[str, Any],
+    timing: str = "cpu",
 ) -> ShadowReport:
-    """Per-arm means, SHADOW-vs-reference paired differences, tracking correlations, and a
-    plain conclusion."""
+    """Per-arm means, SHADOW-vs-reference paired differences and costs, tracking correlations,
+    and a plain conclusion. ``timing``: ``cpu`` (process CPU time: the cost measure for CPU
+    runs) or ``wall`` (GPU runs); see :func:`cost_ratio`."""
     arms = list(dict.fromkeys(r.arm.name for r in results))
     seeds = list(dict.fromkeys(r.seed for r in results))
     by = {(r.arm.name, r.seed): r for r in results}
-    rows = [row for r in results for row in r.rows]
-
-    def final(r: RunResult, key: str) -> float:
-        v = r.rows[-1].get(key) if r.rows else None
-        return float(v) if v is not None else float("nan")
-
-    def mean_over_epochs(r: RunResult, key: str) -> float:
-        v = [float(x[key]) for x in r.rows if x.get(key) is not None]
-        return sum(v) / len(v) if v else float("nan")
-
-    summary: list[dict[str, Any]] = []
-    runs: list[dict[str, Any]] = []
-    all_real: list[float] = []
-    all_syn: list[float] = []
-    for a in arms:
-        rs = [by[(a, s)] for s in seeds if (a, s) in by]
-        rvals = []
-        for r in rs:
-            real = [x.get("test_error") for x in r.rows]
-            syn = [x.get("synthetic_test_error") for x in r.rows]
-            rr = pearson(real, syn)
-            rvals.append(rr)
-            all_real += [float(v) for v in real if v is not None]
-            all_syn += [float(v) for v in syn if v is not None]
-            runs.append(
-                {
-                    "arm": a,
-                    "seed": r.seed,
-                    "epochs": len(r.rows),
-                    "final_test_error": final(r, "test_error"),
-                    "final_synthetic_test_error": final(r, "synthetic_test_error"),
-                    "final_train_loss": final(r, "train_loss"),
-                    "mean_test_error": mean_over_epochs(r, "test_error"),
-                    "tracking_r": rr,
-                    "train_seconds": sum(float(x.get("seconds", 0.0)) for x in r.rows),
-                    "generation_seconds": r.generation_seconds,
-                    "dropout": r.dropout,
-                    "resumed_from_epoch": r.resumed_from[0] if r.resumed_from else None,
-                }
-            )
-        fe = _mean_std([final(r, "test_error") for r in rs])
-        me = _mean_std([mean_over_epochs(r, "test_error") for r in rs])
-        se = _mean_std([final(r, "synthetic_test_error") for r in rs])
-        tl = _mean_std([final(r, "train_loss") for r in rs])
-        rm = _mean_std(rvals)
-        secs = [float(x.get("seconds", 0.0)) for r in rs for x in r.rows]
-        summary.append(
-            {
-                "arm": a,
-                "seeds": len(rs),
-                "final_test_error_mean": fe[0],
-                "final_test_error_std": fe[1],
-                "mean_test_error_mean": me[0],
-                "mean_test_error_std": me[1],
-                "final_synthetic_test_error_mean": se[0],
-                "final_synthetic_test_error_std": se[1],
-                "final_train_loss_mean": tl[0],
-                "final_train_loss_std": tl[1],
-                "tracking_r_mean": rm[0],
-                "tracking_r_std": rm[1],
-                "train_seconds_per_epoch": sum(secs) / len(secs) if secs else float("nan"),
-            }
-        )
+    records = _run_records(results)
+    summary = [_arm_summary(a, [by[(a, s)] for s in seeds if (a, s) in by], records) for a in arms]
     comparisons: list[dict[str, Any]] = []
-    sentences: list[str] = []
-    per_arm = {s["arm"]: s for s in summary}
     for a in arms:
         ref = Arm(a).reference
-        if ref is None or ref not in arms:
-            continue
-        paired = [s for s in seeds if (a, s) in by and (ref, s) in by]
-        if not paired:
-            continue
-        cost = (
-            per_arm[a]["train_seconds_per_epoch"] / per_arm[ref]["train_seconds_per_epoch"]
-            if per_arm[ref]["train_seconds_per_epoch"] > 0
-            else float("nan")
-        )
-        for metric, fn in (
-            ("final test error", lambda r: final(r, "test_error")),
-            ("mean test error over epochs", lambda r: mean_over_epochs(r, "test_error")),
-        ):
-            d = paired_difference(
-                [fn(by[(a, s)]) for s in paired], [fn(by[(ref, s)]) for s in paired]
-            )
-            comparisons.append(
-                {
-                    "arm": a,
-                    "reference": ref,
-                    "metric": metric,
-                    **d,
-                    "seeds": paired,
-                    "verdict": _verdict(d, metric),
-                    "cost_ratio": cost,
-                }
-            )
-        fd, md_ = comparisons[-2], comparisons[-1]
-        word = {
-            "helped": "SHADOW helped",
-            "hurt": "SHADOW hurt",
-            "no clear difference": "no clear difference: SHADOW did not clearly help",
-        }.get(fd["verdict"], fd["verdict"])
-        sentences.append(
-            f"{a} vs {ref}: final test error {_pct(per_arm[a]['final_test_error_mean'])} vs "
-            f"{_pct(per_arm[ref]['final_test_error_mean'])}, difference {_pts(fd['mean'])} points "
-            f"(95% CI {_pts(fd['low'])} to {_pts(fd['high'])}, {len(paired)} seeds): {word}. "
-            f"Averaged over epochs (how fast the error falls) the difference is {_pts(md_['mean'])} points "
-            f"({md_['verdict']}); SHADOW cost {cost:.2f}x the training time per epoch."
-        )
-    pooled = pearson(all_real, all_syn)
-    r_by_arm = {s["arm"]: s["tracking_r_mean"] for s in summary}
-    known = {a: r for a, r in r_by_arm.items() if math.isfinite(r)}
-    if known:
-        parts = [f"{a} r = {r:.2f} ({_tracks(r)})" for a, r in known.items()]
-        ttext = (
-            "Pearson r between each run's real test-error curve and its synthetic test-error curve (the "
-            "synthetic test set is generated from the test inputs by the run's current net each epoch), "
-            f"averaged per arm: {'; '.join(parts)}. Pooled over every arm, seed and epoch r = {pooled:.2f}. "
-            "The paper's claim is that the synthetic error tracks the real one."
-        )
-        track_line = "Does synthetic test error track real test error? " + "; ".join(parts) + "."
-    else:
-        ttext = (
-            "The tracking correlation needs at least 3 epochs with changing errors per run; this run has too "
-            "few" + (f" (pooled over runs r = {pooled:.2f})." if math.isfinite(pooled) else ".")
-        )
-        track_line = ""
-    tracking = {"pooled_r": pooled, "per_arm_r": r_by_arm, "text": ttext}
-    if sentences:
-        conclusion = " ".join(sentences)
-    else:
-        conclusion = (
-            "No SHADOW arm was run next to its reference arm, so this run says nothing about whether "
-            "SHADOW helps. "
-            + " ".join(
-                f"{s['arm']}: final test error {_pct(s['final_test_error_mean'])}." for s in summary
-            )
-        )
-    if track_line:
-        conclusion += " " + track_line
-    notes = []
-    if len(seeds) < 3:
-        notes.append(
-            f"Only {len(seeds)} seed(s): the confidence intervals are wide or missing; use --seeds 0,1,2 or more."
-        )
+        if ref is not None and ref in arms:
+            comparisons += _compare(a, ref, by, seeds, timing)
+    tracking = _tracking(summary, results)
     return ShadowReport(
-        arms,
-        seeds,
-        rows,
-        summary,
-        comparisons,
-        tracking,
-        conclusion,
-        dict(settings),
-        dict(data),
-        dict(model),
-        runs,
-        notes,
+        arms=arms,
+        seeds=seeds,
+        rows=[row for r in results for row in r.rows],
+        summary=summary,
+        comparisons=comparisons,
+        tracking={k: v for k, v in tracking.items() if k != "line"},
+        conclusion=_conclusion(comparisons, summary, tracking),
+        settings=dict(settings),
+        data=dict(data),
+        model=dict(model),
+        runs=records,
+        notes=_notes(seeds, comparisons),
     )
-
-
-# ---------------------------------------------------------------------------------------
-# files
-
-
-def sample_grid(
-    results: Sequence[RunResult],
-    data: ExperimentData,
-    settings: ShadowSettings,
-    n: int = 10,
-    seed: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """Real test inputs (one per class first, then the next ones), their labels, and the x̃ each
-    arm's final net (first seed) generates from them, unnormalised for display:
-    ((n,C,H,W), (n,), {arm: (n,C,H,W)})."""
-    from ..data import unnormalise
-
-    y = data.test.y
-    assert y is not None
-    picks: list[int] = []
-    for c in torch.unique(y).tolist():
-        picks.append(int(torch.nonzero(y == c)[0]))
-    picks = sorted(picks)[:n]
-    picks += [i for i in range(len(y)) if i not in picks][: max(0, n - len(picks))]
-    x = data.test.x[picks]  # (n, C, H, W) unnormalised
-    xn = data.normalised(x)
-    first: dict[str, RunResult] = {}
-    for r in results:
-        first.setdefault(r.arm.name, r)
-    out: dict[str, torch.Tensor] = {}
-    for a, r in first.items():
-        xt = synthetic_set(r.model, xn, settings, seed)
-        out[a] = unnormalise(xt.cpu(), data.mean, data.std)
-    return x, y[picks], out
-
-
-def write_outputs(
-    out: OutputDir,
-    report: ShadowReport,
-    results: Sequence[RunResult],
-    data: ExperimentData,
-    spec: ModelSpec,
-    settings: ShadowSettings,
-    grid: int = 10,
-) -> None:
-    """history.csv, report.json, report.md, the figures and every arm x seed's final checkpoint."""
-    from .. import plots
-    from ..loading import save_checkpoint
-
-    for r in results:
-        name = f"models/{r.arm.slug}-seed{r.seed}.pt"
-        kwargs = dict(spec.arch_kwargs)
-        if spec.arch in BUNDLED_SHAPES:
-            kwargs["dropout"] = float(report.settings.get("dropout", 0.0)) if r.arm.dropout else 0.0
-        save_checkpoint(
-            out.file(name),
-            r.model,
-            arch=spec.arch,
-            arch_kwargs=kwargs,
-            input_shape=spec.input_shape,
-            mean=data.mean,
-            std=data.std,
-            classes=data.classes,
-            trained_by="netprobe shadow-train",
-            arm=r.arm.name,
-            seed=r.seed,
-            epochs=len(r.rows),
-            test_error=r.rows[-1].get("test_error") if r.rows else None,
-        )
-        if name not in out.written:
-            out.written.append(name)
-    out.write_csv("history.csv", report.to_frame())
-    figures = [
-        ("Learning curves", "learning_curves.png"),
-        ("Synthetic vs real test error", "tracking.png"),
-    ]
-    out.write_figure("learning_curves.png", plots.shadow_learning_curves(report.rows, report.arms))
-    out.write_figure(
-        "tracking.png", plots.shadow_tracking(report.rows, report.arms, report.tracking)
-    )
-    if grid > 0:
-        real, labels, syn = sample_grid(results, data, settings, grid)
-        out.write_figure(
-            "synthetic_grid.png", plots.shadow_sample_grid(real, labels, syn, data.classes)
-        )
-        figures.append(("Synthetic inputs from each arm's final net", "synthetic_grid.png"))
-    out.write_json("report.json", report.to_dict())
-    out.write_text("report.md", report.to_markdown(figures))
