@@ -165,8 +165,8 @@ def reconstruct_table(report: Any) -> Any:
 
     o = report.options
     t = Table(
-        title=f"Reverse reconstruction of {report.model} ({report.num} inputs; α {o.get('alpha')}, "
-        f"ρ {o.get('keep')}, unpool {o.get('unpool')})",
+        title=f"Reverse reconstruction of {report.model} ({report.num} inputs; "
+        f"gen-scale α {o.get('gen_scale')}, gen-keep ρ {o.get('gen_keep')}, unpool {o.get('unpool')})",
         title_justify="left",
         caption="err = ‖h̃−h‖/‖h‖; scaled = after the best scalar rescale s; J = Jaccard of active units "
         "(thr: with the theory's threshold b' = −δ‖h‖); PSNR/SSIM are context only; all in report.md",
