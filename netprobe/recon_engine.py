@@ -242,6 +242,8 @@ def run(
     upto = max(h.index for h in layers)
     for arm, net in nets.items():
         rn = ReverseNet(net, alpha=gen_scale, keep=gen_keep, unpool=unpool, seed=seed)
+        if progress is not None:  # fitting α to a deep layer takes a while: say so
+            progress(done, total, f"{arm}: fitting α")
         fits = rn.fit(x[:batch_size], upto)
         state.gen_scales[arm] = {j: f.alpha for j, f in fits.items()}
         if arm == "model" and controls:  # the random-h control runs the model's own reverse net

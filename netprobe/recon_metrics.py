@@ -98,7 +98,7 @@ def ssim(
     Fast: the 2-D Gaussian window is separable, so the five local moments (x, y, x², y², xy)
     of the channel-centred images are filtered together, as one (B, 5C, H, W) stack, by two
     1-D convolutions in float32 (the combination is in float64). Agrees with the direct
-    11×11 float64 window to ~1e-6 and is ~35× faster on CPU (3.8 s -> 0.11 s for
+    11×11 float64 window to ~1e-6 and is ~30× faster on CPU (3.8-5.2 s -> 0.11-0.19 s for
     4×3×224×224 on one thread; benchmarks/reconstruct.py --ssim).
     """
     if x.ndim != 4:

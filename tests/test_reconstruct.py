@@ -260,8 +260,14 @@ def test_progress_is_reported_per_arm_batch_and_layer() -> None:
     calls: list[tuple[int, int, str]] = []
     run(net, _digits(5), hidden, batch_size=2, progress=lambda d, t, s: calls.append((d, t, s)))
     total = 3 * 3 * 2  # nets (model, fresh-init, permuted) x batches x layers
-    assert [c[0] for c in calls] == list(range(1, total + 1)) and {c[1] for c in calls} == {total}
+    work = [c for c in calls if "fitting" not in c[2]]
+    assert [c[0] for c in work] == list(range(1, total + 1)) and {c[1] for c in calls} == {total}
     assert calls[-1][2] == "permuted h2 (batch 3/3)"
+    assert [c[2] for c in calls if "fitting" in c[2]] == [
+        "model: fitting α",
+        "fresh-init: fitting α",
+        "permuted: fitting α",
+    ]
 
 
 # --- the command -------------------------------------------------------------------------------
