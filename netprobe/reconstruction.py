@@ -291,13 +291,19 @@ def reconstruct(
     mean_v = mean_v if mean_v is not None else lm.mean
     std_v = std_v if std_v is not None else lm.std
     x = prepare(ds, shape, mean_v, std_v, resize=lm.resize).to(dev)  # (N, *input_shape)
-    # 4. the layers, 5. the batch size the model accepts
-    hidden, notes = select_layers(net, shape, layer)
+    # 4. the batch size the model accepts, 5. the layers
     fixed = static_batch(net)
-    if fixed is not None and fixed < batch_size:
-        say(f"batch size {fixed}: this torch.export program was exported with static shapes")
-        notes.append(f"the exported program accepts batches of {fixed} only; run at that size")
-        batch_size = fixed
+    if fixed is not None and fixed != 1:  # the layer probe runs one input at a time
+        raise OptionError(
+            f"this torch.export program only runs on batches of exactly {fixed}",
+            hint="re-export it with one example, or with a dynamic batch dimension: "
+            "dynamic_shapes=({0: torch.export.Dim('batch')},)",
+        )
+    hidden, notes = select_layers(net, shape, layer)
+    if fixed == 1 and batch_size > 1:
+        say("batch size 1: this torch.export program was exported with a static batch of 1")
+        notes.append("the exported program accepts one input at a time; run at batch size 1")
+        batch_size = 1
     say(f"reconstructing {', '.join(h.name for h in hidden)} from {len(x)} inputs on {dev}…")
     rep = run(
         net,

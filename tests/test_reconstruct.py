@@ -567,6 +567,14 @@ def test_cli_runs_a_program_exported_with_a_batch_of_one(tmp_path: Path) -> None
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 3 * 2 * len(rep["arms"])
 
 
+def test_cli_refuses_a_program_exported_with_another_static_batch(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["reconstruct", str(_exported(tmp_path, 2)), "-o", str(tmp_path / "o"), "-q"]
+    )
+    assert result.exit_code == 2 and "dynamic_shapes" in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+
+
 def test_cli_takes_the_input_shape_of_a_pickled_module_from_its_inputs(tmp_path: Path) -> None:
     """Issue 14: a pickled module records no input shape; --inputs gives it."""
     torch.manual_seed(0)
