@@ -505,6 +505,7 @@ def randomness_cmd(
 @app.command("reconstruct")
 @command
 def reconstruct_cmd(
+    ctx: typer.Context,
     model: ModelArg = None,
     layer: Annotated[
         str,
@@ -517,7 +518,9 @@ def reconstruct_cmd(
     inputs: Annotated[
         Path | None,
         typer.Option(
-            "--inputs", help="An image, a folder of images, or an .npz (x[, y]) / .npy of images."
+            "--inputs",
+            help="An image, a folder of images, or an .npz (x[, y]) / .npy of images "
+            "(default: bundled photographs for 3-channel models, bundled digits otherwise).",
         ),
     ] = None,
     dataset: Annotated[
@@ -548,14 +551,16 @@ def reconstruct_cmd(
         str | None,
         typer.Option("--std", help="Per-channel std to normalise with (default: the model's)."),
     ] = None,
-    alpha: Annotated[
+    gen_scale: Annotated[
         str,
         typer.Option(
-            "--alpha", help="Scale α per layer: theory (2/(ρ·mean‖A_i‖²)), calibrated, or a number."
+            "--gen-scale",
+            help="Generation scale α per layer: theory (2/(ρ·mean‖A_i‖²)), calibrated, or a number.",
         ),
     ] = "theory",
-    keep: Annotated[
-        float, typer.Option("--keep", help="Keep-probability ρ of generation dropout (1 = none).")
+    gen_keep: Annotated[
+        float,
+        typer.Option("--gen-keep", help="Keep-probability ρ of generation dropout (1 = none)."),
     ] = 1.0,
     unpool: Annotated[
         str, typer.Option("--unpool", help="Max-pool reversal: random, switches or copy.")
@@ -570,6 +575,13 @@ def reconstruct_cmd(
         bool,
         typer.Option("--no-controls", help="Skip the fresh-init, permuted and random-h controls."),
     ] = False,
+    pixel_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--pixel-metrics/--no-pixel-metrics",
+            help="Also measure PSNR and SSIM of x̃ against x (context only).",
+        ),
+    ] = True,
     save_tensors: Annotated[
         bool, typer.Option("--save-tensors", help="Also write x, x̃, h and h̃ to tensors.npz.")
     ] = False,
@@ -591,44 +603,12 @@ def reconstruct_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Run the network backwards through Aᵀ from hidden layer h_ℓ and measure how well the
-    forward pass re-infers h_ℓ from the generated x̃, next to controls."""
-    from .data import load_dataset, prepare
-    from .plots import reconstruction_depth, reconstruction_grid
-    from .reconstruction import check_options, parse_floats, pick, select_layers, work_units
-    from .reconstruction import run as reconstruct
+    forward pass re-infers h_ℓ from the generated x̃, next to controls (docs/science.md §2.2)."""
+    from .reconstruction import reconstruct
     from .render import reconstruct_table
-    from .reverse import parse_alpha
 
-    if num < 1:
-        raise OptionError(f"--num {num}: must be at least 1", hint="e.g. --num 32")
-    if inputs is not None and dataset is not None:
-        raise OptionError("--inputs and --dataset both given", hint="pass one source of inputs")
-    check_options(smooth=smooth, batch_size=batch_size, keep=keep, unpool=unpool)
-    alpha_v = parse_alpha(alpha)
-    mean_v, std_v = parse_floats(mean, "--mean"), parse_floats(std, "--std")
-    opts = {
-        "model": model,
-        "layer": layer,
-        "inputs": inputs,
-        "dataset": dataset,
-        "split": split,
-        "num": num,
-        "mean": mean,
-        "std": std,
-        "alpha": alpha,
-        "keep": keep,
-        "unpool": unpool,
-        "smooth": smooth,
-        "controls": not no_controls,
-        "save_tensors": save_tensors,
-        "batch_size": batch_size,
-        "weights": weights,
-        "weights_file": weights_file,
-        "arch": arch,
-        "input_shape": input_shape,
-    }
     run = start(
-        "reconstruct",
+        ctx,
         device=device,
         seed=seed,
         fmt=fmt,
@@ -636,67 +616,40 @@ def reconstruct_cmd(
         output_dir=output_dir,
         force=force,
         threads=threads,
-        options=opts,
     )
-    lm = load_model(
-        model,
-        weights=weights,
-        weights_file=weights_file,
-        arch=arch,
-        trust_pickle=trust_pickle,
-        input_shape=input_shape,
-        quiet=quiet,
-    )
-    net = lm.require_module("reconstruct")
-    shape = lm.require_input_shape("reconstruct")
-    mean_v = mean_v if mean_v is not None else lm.mean
-    std_v = std_v if std_v is not None else lm.std
-    ds = load_dataset(
-        inputs if inputs is not None else dataset, split=split, data_dir=data_dir, download=download
-    )
-    ds = pick(ds, num, seed)
-    x = prepare(ds, shape, mean_v, std_v, resize=lm.resize).to(run.device)  # (N, *input_shape)
-    net = net.to(run.device)  # netprobe's own loaded copy; the file is untouched
-    hidden, notes = select_layers(net, shape, layer)
-    run.log(
-        f"reconstructing {', '.join(h.name for h in hidden)} from {len(x)} inputs ({ds.source}) on {run.device}…"
-    )
-    with run.progress_bar() as bar:
-        task = bar.add_task("reconstruct", total=work_units(len(x), batch_size, not no_controls))
+    run.loading(model)
+    with run.progress("reconstruct") as progress:
         report = reconstruct(
-            net,
-            x,
-            hidden,
-            alpha=alpha_v,
-            keep=keep,
+            model,
+            layer=layer,
+            inputs=inputs,
+            dataset=dataset,
+            data_dir=data_dir,
+            download=download,
+            split=split,
+            num=num,
+            mean=mean,
+            std=std,
+            gen_scale=gen_scale,
+            gen_keep=gen_keep,
             unpool=unpool,
             smooth=smooth,
             controls=not no_controls,
-            seed=seed,
-            batch_size=batch_size,
-            mean=mean_v,
-            std=std_v,
-            model_name=lm.display,
-            data_source=ds.source,
+            pixel_metrics=pixel_metrics,
             save_tensors=save_tensors,
-            notes=notes,
-            progress=lambda k: bar.update(task, advance=k),
+            batch_size=batch_size,
+            device=run.device,
+            seed=seed,
+            progress=progress,
+            log=run.log,
+            weights=weights,
+            weights_file=weights_file,
+            arch=arch,
+            trust_pickle=trust_pickle,
+            input_shape=input_shape,
         )
-    out_dir = run.output
-    assert out_dir is not None  # start(writes=True) always makes one
-    out_dir.write_csv("metrics.csv", report.samples_frame())
-    out_dir.write_csv("summary.csv", report.to_frame())
-    out_dir.write_json("report.json", report.to_dict())
-    out_dir.write_text("report.md", report.to_markdown())
-    if report.images.get("x") is not None and report.images["x"].ndim == 4:
-        out_dir.write_figure(
-            "grid.png", reconstruction_grid(report, samples=4 if len(hidden) <= 6 else 2)
-        )
-    out_dir.write_figure("depth.png", reconstruction_depth(report))
-    if save_tensors:
-        out_dir.write_npz("tensors.npz", report.tensors)
-    emit(run, report.to_frame(), report.to_dict(), report.to_markdown(), reconstruct_table(report))
-    run.finish_legacy(lm, headline=report.headline_text(), data=ds.source)
+    run.emit(report, reconstruct_table(report))
+    run.finish(report)
 
 
 # <<reconstruct-command>>

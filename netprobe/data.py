@@ -33,6 +33,7 @@ from .errors import DatasetError, OptionError
 
 ASSETS = Path(__file__).parent / "assets"
 BUNDLED_DIGITS = ASSETS / "digits.npz"
+BUNDLED_PHOTOS = ASSETS / "photos.npz"
 SPLITS = ("train", "test", "all")
 IMAGE_EXTS = (
     ".png",
@@ -163,6 +164,27 @@ def bundled_digits(split: str = "test") -> Dataset:
         y=torch.from_numpy(y.astype(np.int64)),
         classes=[str(i) for i in range(10)],
         source=f"bundled MNIST digits ({split} split, seed {seed})",
+    )
+
+
+def bundled_photos() -> Dataset:
+    """The natural colour photographs shipped with netprobe (public-domain / CC0 sample
+    images of scikit-image, 256x256 RGB; see ``assets/PROVENANCE.md``): the default inputs
+    of ``reconstruct`` for 3-channel (ImageNet-shaped) models. No labels; the pictures'
+    names (the file's ``names``) are listed in ``source``."""
+    if not BUNDLED_PHOTOS.is_file():
+        raise DatasetError(
+            f"the bundled photographs are missing ({BUNDLED_PHOTOS})",
+            hint="reinstall netprobe, or rebuild them with `python scripts/build_assets.py --photos-only`",
+        )
+    with np.load(BUNDLED_PHOTOS, allow_pickle=False) as z:
+        x, names = z["x"], [str(n) for n in z["names"]]
+    xt = torch.from_numpy(x.astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
+    return Dataset(  # (N,H,W,3) uint8 -> (N,3,H,W) in [0, 1]
+        x=xt,
+        y=None,
+        classes=None,
+        source=f"bundled photographs ({', '.join(names)})",
     )
 
 

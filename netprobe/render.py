@@ -277,7 +277,8 @@ def reconstruct_table(report: Any) -> Any:
         title=Text.assemble(
             "Reverse reconstruction of ",
             report.model,
-            f" ({report.num} inputs; α {o.get('alpha')}, ρ {o.get('keep')}, unpool {o.get('unpool')})",
+            f" ({report.num} inputs; gen-scale α {o.get('gen_scale')}, gen-keep ρ "
+            f"{o.get('gen_keep')}, unpool {o.get('unpool')})",
         ),
         caption="err = ‖h̃−h‖/‖h‖; scaled = after the best scalar rescale s; J = Jaccard of active "
         "units (thr: with the theory's threshold b' = −δ‖h‖); PSNR/SSIM are context only; all in "

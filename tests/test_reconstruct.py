@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from models import GeluNet, TinyMLP
 from PIL import Image
 from torch import nn
@@ -20,10 +21,11 @@ from netprobe.loading import BUNDLED_MODEL, save_checkpoint
 from netprobe.reconstruction import (
     ARMS,
     compare,
-    fresh_init,
+    control_nets,
     parse_floats,
     permuted_weights,
     pixel_metrics,
+    reconstruct,
     run,
     select_layers,
     ssim,
@@ -55,18 +57,54 @@ def test_compare_known_answers() -> None:
     )  # nothing inferred: precision undefined
 
 
+def _ssim_reference(x: torch.Tensor, y: torch.Tensor, win: int = 11) -> torch.Tensor:
+    """SSIM the direct way (Wang et al. 2004): one 2-D 11x11 Gaussian window in float64."""
+    t = torch.arange(win, dtype=torch.float64) - (win - 1) / 2
+    g = torch.exp(-(t**2) / (2 * 1.5**2))
+    g = g / g.sum()
+    c = x.shape[1]
+    k = (g[:, None] * g[None, :]).expand(c, 1, win, win)
+    x, y = x.double(), y.double()
+
+    def filt(v: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(v, k, groups=c)
+
+    mx, my = filt(x), filt(y)
+    sxx, syy, sxy = filt(x * x) - mx**2, filt(y * y) - my**2, filt(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    return s.mean(dim=(1, 2, 3))
+
+
 def test_ssim_and_psnr_known_answers() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(3, 1, 28, 28, generator=g)
     torch.testing.assert_close(ssim(x, x), torch.ones(3, dtype=torch.float64))
     noise = torch.rand(3, 1, 28, 28, generator=g)
     assert (ssim(x, noise) < 0.2).all()
+    # flat images a and b: no variance, so SSIM is the luminance term (2ab + c1)/(a² + b² + c1)
+    a, b = torch.full((1, 3, 16, 16), 0.2), torch.full((1, 3, 16, 16), 0.6)
+    c1 = 0.01**2
+    assert float(ssim(a, b)) == pytest.approx((2 * 0.2 * 0.6 + c1) / (0.2**2 + 0.6**2 + c1))
     pm = pixel_metrics(x, x + 0.1, mean=(0.0,), std=(1.0,))
     # clamping to [0, 1] changes a few pixels, so the PSNR is at least that of a 0.1 offset
     assert (pm["psnr"] >= 20.0 - 1e-6).all() and (pm["psnr"] < 25).all()
     torch.testing.assert_close(
         pixel_metrics(x, x, None, None)["px_rel_err"], torch.zeros(3, dtype=torch.float64)
     )
+
+
+def test_ssim_on_photographs_matches_the_direct_window() -> None:
+    from netprobe.data import bundled_photos
+
+    photos = bundled_photos().x[:, :, :96, :96]  # (8, 3, 96, 96) in [0, 1]
+    same, other = photos[:4], photos[4:]
+    torch.testing.assert_close(ssim(same, same), torch.ones(4, dtype=torch.float64))
+    assert (ssim(same, other) < 0.5).all()  # unrelated photographs
+    blurred = F.avg_pool2d(same, 3, stride=1, padding=1)
+    fast, direct = ssim(same, blurred), _ssim_reference(same, blurred)
+    torch.testing.assert_close(fast, direct, atol=1e-5, rtol=0)  # separable float32 == 2-D float64
+    assert (fast > 0.5).all() and (fast < 1 - 1e-4).all()  # blurred: similar, not equal
 
 
 def test_parse_floats() -> None:
@@ -82,8 +120,8 @@ def test_parse_floats() -> None:
 def test_controls_copy_and_never_touch_the_model() -> None:
     net = DigitNet(width=16)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    fresh = fresh_init(net, seed=1)
-    perm = permuted_weights(net, seed=2)
+    nets, notes = control_nets(net, net, seed=1)
+    fresh, perm = nets["fresh-init"], nets["permuted"]
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     w, wf, wp = net.features[0].weight, fresh.features[0].weight, perm.features[0].weight
     assert not torch.equal(w, wf) and not torch.equal(w, wp)
@@ -91,7 +129,28 @@ def test_controls_copy_and_never_touch_the_model() -> None:
         wp.flatten().sort().values, w.flatten().sort().values
     )  # same entries
     torch.testing.assert_close(perm.features[0].bias, net.features[0].bias)  # biases kept
-    torch.testing.assert_close(fresh_init(net, seed=1).features[0].weight, wf)  # seeded
+    again, _ = control_nets(net, net, seed=1)
+    torch.testing.assert_close(again["fresh-init"].features[0].weight, wf)  # seeded
+    assert "reset_parameters" in notes[0]
+    torch.testing.assert_close(
+        permuted_weights(net, 5).features[0].weight, permuted_weights(net, 5).features[0].weight
+    )
+
+
+def test_fresh_init_of_a_named_architecture_is_rebuilt_and_prepared_like_the_model() -> None:
+    from netprobe.loading import load
+
+    lm = load("resnet18", weights="none", seed=0)  # ReLU(inplace=True), train mode as built
+    model = lm.module.eval()
+    nets, notes = control_nets(lm, model, seed=0)
+    fresh = nets["fresh-init"]
+    assert "fresh initialisation of resnet18" in notes[0]  # rebuilt with its own init scheme
+    assert not fresh.training and not any(m.training for m in fresh.modules())
+    assert all(not m.inplace for m in fresh.modules() if isinstance(m, nn.ReLU))
+    p, q = next(model.parameters()), next(fresh.parameters())
+    assert (p.device, p.dtype) == (q.device, q.dtype) and not torch.equal(p, q)
+    again, _ = control_nets(lm, model, seed=0)
+    torch.testing.assert_close(next(again["fresh-init"].parameters()), q)
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -122,9 +181,11 @@ def test_run_measures_every_arm_and_real_h_beats_random_h() -> None:
     assert len(frame) == 3 * 4 and {"rel_err_scaled", "jaccard_thr", "ssim", "top1_agree"} <= set(
         frame.columns
     )
-    for row in rep.headline():
+    for row in rep.layer_headlines():
         assert row["err_model"] < row["err_random_h"]  # structure in real h survives the round trip
     assert all("lower error" in t for t in rep.headline_text())
+    head = rep.headline()  # what run.json records
+    assert set(head["rel_err_scaled"]) == {"h1", "h2", "h3"} and len(head["headline"]) == 3
     info = {i.name: i for i in rep.layers}
     assert (
         info["h2"].below == 1 and info["h2"].below_units == 32 * 14 * 14
@@ -145,8 +206,8 @@ def test_run_is_deterministic_and_controls_can_be_skipped() -> None:
     net = DigitNet(width=16).eval()
     x = _digits(4)
     hidden, _ = select_layers(net, (1, 28, 28), "h2")
-    a = run(net, x, hidden, controls=False, keep=0.5, seed=3, save_tensors=True)
-    b = run(net, x, hidden, controls=False, keep=0.5, seed=3)
+    a = run(net, x, hidden, controls=False, gen_keep=0.5, seed=3, save_tensors=True)
+    b = run(net, x, hidden, controls=False, gen_keep=0.5, seed=3)
     assert a.arms == ["model"] and a.samples == b.samples
     assert a.tensors["h2/model/x_gen"].shape == (4, 1, 28, 28) and a.tensors[
         "h2/model/h"
@@ -166,11 +227,47 @@ def test_select_layers_all_stops_below_an_irreversible_op() -> None:
     assert [h.name for h in hidden] == ["h1", "h2"] and "h3..h3" in notes[0]
 
 
-def test_mlp_inputs_run_without_images() -> None:
+def test_mlp_inputs_have_input_space_metrics_but_no_ssim() -> None:
+    """Vectors are not images: SSIM does not apply (NaN) and no image grid is drawn, while
+    the input-space metrics are real numbers."""
+    v = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    pm = pixel_metrics(v, 2 * v, None, None)
+    torch.testing.assert_close(pm["px_rel_err"], torch.ones(5, dtype=torch.float64))
+    torch.testing.assert_close(pm["px_cosine"], torch.ones(5, dtype=torch.float64))
+    assert torch.isfinite(pm["psnr"]).all() and torch.isnan(pm["ssim"]).all()
     net = TinyMLP()
     hidden, _ = select_layers(net, (8,), "h1,h2")
     rep = run(net, torch.randn(6, 8), hidden)
-    assert np.isnan(rep.to_frame()["ssim"]).all() and rep.images["x"].shape == (0,)
+    frame = rep.to_frame()
+    assert np.isnan(frame["ssim"]).all() and rep.images["x"].shape == (0,)
+    assert np.isfinite(frame["px_rel_err"]).all() and np.isfinite(frame["psnr"]).all()
+
+
+def test_pixel_metrics_can_be_skipped() -> None:
+    net = DigitNet(width=8).eval()
+    hidden, _ = select_layers(net, (1, 28, 28), "h1")
+    x = _digits(4)
+    on = run(net, x, hidden, controls=False).to_frame()
+    off = run(net, x, hidden, controls=False, pixel_metrics=False).to_frame()
+    assert np.isfinite(on["ssim"]).all() and np.isfinite(on["psnr"]).all()
+    assert np.isnan(off["ssim"]).all() and np.isnan(off["psnr"]).all()
+    assert (off["rel_err_scaled"] == on["rel_err_scaled"]).all()  # the rest is unchanged
+
+
+def test_progress_is_reported_per_arm_batch_and_layer() -> None:
+    net = DigitNet(width=8).eval()
+    hidden, _ = select_layers(net, (1, 28, 28), "h1,h2")
+    calls: list[tuple[int, int, str]] = []
+    run(net, _digits(5), hidden, batch_size=2, progress=lambda d, t, s: calls.append((d, t, s)))
+    total = 3 * 3 * 2  # nets (model, fresh-init, permuted) x batches x layers
+    work = [c for c in calls if "fitting" not in c[2]]
+    assert [c[0] for c in work] == list(range(1, total + 1)) and {c[1] for c in calls} == {total}
+    assert calls[-1][2] == "permuted h2 (batch 3/3)"
+    assert [c[2] for c in calls if "fitting" in c[2]] == [
+        "model: fitting α",
+        "fresh-init: fitting α",
+        "permuted: fitting α",
+    ]
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -248,9 +345,9 @@ def test_cli_json_from_image_inputs_with_options(tmp_path: Path) -> None:
             str(folder),
             "--layer",
             "h1",
-            "--alpha",
+            "--gen-scale",
             "calibrated",
-            "--keep",
+            "--gen-keep",
             "0.8",
             "--unpool",
             "switches",
@@ -267,7 +364,7 @@ def test_cli_json_from_image_inputs_with_options(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rep = json.loads(result.stdout)
     assert rep["num"] == 3 and list(rep["arms"]) == ["model"]
-    assert rep["options"]["unpool"] == "switches" and rep["options"]["alpha"] == "calibrated"
+    assert rep["options"]["unpool"] == "switches" and rep["options"]["gen_scale"] == "calibrated"
 
 
 @pytest.mark.parametrize(
@@ -275,8 +372,10 @@ def test_cli_json_from_image_inputs_with_options(tmp_path: Path) -> None:
     [
         (["--unpool", "max"], 2, "--unpool max"),
         (["--layer", "h9"], 2, "h1..h3"),
-        (["--alpha", "-1"], 2, "--alpha -1"),
-        (["--keep", "1.5"], 2, "--keep 1.5"),
+        (["--gen-scale", "-1"], 2, "--gen-scale -1"),
+        (["--gen-keep", "1.5"], 2, "--gen-keep 1.5"),
+        (["--alpha", "0.5"], 2, "--alpha"),  # renamed: --alpha is randomness's level only
+        (["--keep", "0.5"], 2, "--keep"),
         (["--num", "0"], 2, "--num 0"),
         (["--smooth", "-1"], 2, "--smooth"),
         (["--mean", "x"], 2, "--mean x"),
@@ -402,3 +501,142 @@ def test_cli_resnet18_middle_layer(tmp_path: Path) -> None:
     assert {"grid.png", "depth.png", "metrics.csv", "report.json", "report.md", "run.json"} <= {
         p.name for p in out.iterdir()
     }
+
+
+# --- inputs, shapes and batch sizes (issue items 5, 12, 14) ------------------------------------
+
+
+class _RGBNet(nn.Module):
+    """A small 3-channel conv net (an ImageNet-shaped model in miniature)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)
+        )
+        self.fc = nn.Linear(8 * 16 * 16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).flatten(1)).relu()
+
+
+def test_a_3_channel_model_gets_the_bundled_photographs_and_says_so(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    lines: list[str] = []
+    rep = reconstruct(
+        _RGBNet(), input_shape=(3, 32, 32), layer="h1", num=3, controls=False, log=lines.append
+    )
+    assert rep.data.startswith("bundled photographs") and rep.num == 3
+    assert any(
+        "3 bundled photographs (3-channel model; pass --inputs or --dataset" in t for t in lines
+    )
+    digits: list[str] = []
+    rep1 = reconstruct(DigitNet(width=8), input_shape=(1, 28, 28), num=2, log=digits.append)
+    assert rep1.data.startswith("bundled MNIST digits") and "bundled MNIST digits" in digits[0]
+
+
+def test_cli_logs_the_inputs_it_used(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["reconstruct", str(_checkpoint(tmp_path)), "-n", "2", "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "inputs: 2 bundled MNIST digits" in result.stderr
+
+
+def _exported(tmp_path: Path, batch: int) -> Path:
+    torch.manual_seed(0)
+    net = DigitNet(width=8).eval()
+    ep = torch.export.export(net, (torch.randn(batch, 1, 28, 28),))  # static shapes
+    path = tmp_path / f"digits-b{batch}.pt2"
+    torch.export.save(ep, str(path))
+    return path
+
+
+def test_cli_runs_a_program_exported_with_a_batch_of_one(tmp_path: Path) -> None:
+    """Issue 12: the common way to export (one example) crashed with exit 70."""
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app,
+        ["reconstruct", str(_exported(tmp_path, 1)), "-n", "3", "--layer", "h1,h2", "-o", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "batch size 1" in result.stderr
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["num"] == 3 and rep["options"]["batch_size"] == 1
+    assert "model" in rep["arms"] and "permuted" in rep["arms"]
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 3 * 2 * len(rep["arms"])
+
+
+def test_cli_refuses_a_program_exported_with_another_static_batch(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["reconstruct", str(_exported(tmp_path, 2)), "-o", str(tmp_path / "o"), "-q"]
+    )
+    assert result.exit_code == 2 and "dynamic_shapes" in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+
+
+def test_cli_takes_the_input_shape_of_a_pickled_module_from_its_inputs(tmp_path: Path) -> None:
+    """Issue 14: a pickled module records no input shape; --inputs gives it."""
+    torch.manual_seed(0)
+    model = tmp_path / "model.pt"
+    torch.save(DigitNet(width=8), model)
+    digits = tmp_path / "digits.npz"
+    np.savez(digits, x=np.random.default_rng(0).integers(0, 255, (4, 28, 28), dtype=np.uint8))
+    args = ["reconstruct", str(model), "--trust-pickle", "-n", "2", "--no-controls"]
+    result = runner.invoke(app, [*args, "--inputs", str(digits), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "input shape 1x28x28: taken from the inputs" in result.stderr
+    refused = runner.invoke(app, [*args, "-o", str(tmp_path / "o2")])  # no inputs: no shape
+    assert refused.exit_code == 2 and "--inputs" in refused.stderr
+
+
+def test_the_input_shape_of_an_mlp_is_its_inputs_flattened(tmp_path: Path) -> None:
+    lines: list[str] = []
+    rep = reconstruct(
+        TinyMLP(), inputs=_npz(tmp_path), layer="h1", num=4, controls=False, log=lines.append
+    )
+    assert rep.options["input_shape"] == [8] and "input shape 8: taken from the inputs" in lines[0]
+
+
+def test_check_error_runs_the_same_pipeline(tmp_path: Path) -> None:
+    from netprobe.loading import load
+    from netprobe.reconstruction import check_error
+
+    lm = load(str(_checkpoint(tmp_path)))
+    err = check_error(lm, layer="h1,h2", num=4, seed=1)
+    rep = reconstruct(lm, layer="h1,h2", num=4, seed=1, controls=False)
+    frame = rep.to_frame()
+    assert err == pytest.approx(float(frame["rel_err_scaled"].max()), rel=1e-12)
+
+
+def test_cli_twice_gives_identical_numbers(tmp_path: Path) -> None:
+    """Issue 9: `reconstruct resnet18 --weights none` gave rel_err 7.77 then 10.92."""
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"o{k}"
+        result = runner.invoke(
+            app,
+            [
+                "reconstruct",
+                "resnet18",
+                "--weights",
+                "none",
+                "--input-shape",
+                "3,64,64",
+                "--layer",
+                "h3",
+                "-n",
+                "2",
+                "--device",
+                "cpu",
+                "-o",
+                str(out),
+                "-q",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        outs.append(out)
+    for name in ("metrics.csv", "summary.csv"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+    frame = (outs[0] / "summary.csv").read_text()
+    assert "fresh-init" in frame and "random-h" in frame

@@ -16,7 +16,7 @@ from netprobe.reverse import (
     ReverseNet,
     _PoolGeom,
     gaussian_blur,
-    parse_alpha,
+    parse_gen_scale,
     unpool_copy,
     unpool_random,
     unpool_switches,
@@ -77,7 +77,11 @@ def test_conv_transpose_is_the_adjoint(conv: nn.Conv2d, size: int) -> None:
 
 @pytest.mark.parametrize(
     ("shape", "conf"),
-    [((1, 32, 3), ((1, 1), (1, 1), (1, 1))), ((3, 32, 3), ((2, 2), (0, 1), (1, 2))), ((2, 8, 2), ((3, 1), (1, 0), (1, 1)))],
+    [
+        ((1, 32, 3), ((1, 1), (1, 1), (1, 1))),
+        ((3, 32, 3), ((2, 2), (0, 1), (1, 2))),
+        ((2, 8, 2), ((3, 1), (1, 0), (1, 1))),
+    ],
 )
 def test_narrow_conv_generation_and_training_backward_match_autograd(shape, conf) -> None:
     """The narrow-conv Function: its generation backward is autograd's input gradient (to float
@@ -436,15 +440,17 @@ def test_keep_mask_is_seeded_and_thins_the_sample() -> None:
 
 def test_bad_options_are_refused() -> None:
     net = TinyMLP()
-    with pytest.raises(OptionError, match="--keep"):
+    with pytest.raises(OptionError, match="--gen-keep"):
         ReverseNet(net, keep=0.0)
     with pytest.raises(OptionError, match="--unpool"):
         ReverseNet(net, unpool="max")
-    with pytest.raises(OptionError, match="--alpha"):
-        parse_alpha("-1")
-    with pytest.raises(OptionError, match="--alpha"):
-        parse_alpha("often")
-    assert parse_alpha("0.5") == 0.5 and parse_alpha("Theory") == "theory"
+    with pytest.raises(OptionError, match="--gen-scale"):
+        parse_gen_scale("-1")
+    with pytest.raises(OptionError, match="--gen-scale"):
+        parse_gen_scale("often")
+    assert parse_gen_scale("0.5") == 0.5 and parse_gen_scale("Theory") == "theory"
+    with pytest.raises(OptionError, match="--gen-scale"):
+        ReverseNet(net, alpha=-2.0)
     with pytest.raises(OptionError, match="h9"):
         ReverseNet(net).reconstruct(torch.randn(2, 8), 9)
 

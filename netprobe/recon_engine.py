@@ -1,0 +1,398 @@
+"""The reconstruction engine: for each arm (the model and its controls), generate x̃ from
+each chosen hidden layer through :class:`~netprobe.reverse.ReverseNet`, re-infer h̃ and
+measure it (docs/science.md §2.2). :func:`run` works on prepared inputs and chosen layers;
+:func:`netprobe.reconstruction.reconstruct` is the pipeline around it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import NothingToAnalyseError, OptionError
+from .netlayers import HiddenLayer, RectifierCall, RectifierMode, eval_mode
+from .recon_metrics import METRICS, compare, nan, norm, pixel_metrics
+from .recon_report import ARMS, LayerInfo, ReconstructionReport
+from .reverse import ReverseNet, gaussian_blur, parse_gen_scale, random_like_sparsity
+from .seeds import derive_seed
+
+Progress = Callable[[int, int, str], None]
+
+# coordinates for derive_seed(seed, ...): one independent random stream per use
+_FRESH, _PERMUTED, _RANDOM_H = 1, 2, 3
+
+
+# ---------------------------------------------------------------------------------------
+# controls
+
+
+def permuted_weights(model: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``model`` whose every weight tensor (ndim >= 2) has its entries permuted
+    at random: the same entry distribution per layer, no learned structure. Biases and
+    normalisation parameters are kept."""
+    net = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.ndim >= 2:
+                perm = torch.randperm(p.numel(), generator=g).to(p.device)
+                p.copy_(p.reshape(-1)[perm].view_as(p))
+    return net
+
+
+def _prepared_like(net: nn.Module, model: nn.Module) -> nn.Module:
+    """A control net prepared the way the model runs: the model's device and dtype, eval
+    mode, rectifiers not in place (a freshly built torchvision net has ``ReLU(inplace=True)``
+    and is in train mode; every pass here wants eval-mode maths on the same device)."""
+    p = next(model.parameters(), None)
+    if p is not None:
+        net = net.to(device=p.device, dtype=p.dtype)
+    for m in net.modules():
+        if isinstance(getattr(m, "inplace", None), bool):
+            m.inplace = False  # type: ignore[assignment]
+    try:
+        net.eval()
+    except NotImplementedError:  # torch.export modules refuse eval(); their graph is fixed
+        pass
+    return net
+
+
+def control_nets(
+    source: Any, model: nn.Module, seed: int
+) -> tuple[dict[str, nn.Module], list[str]]:
+    """The fresh-init and permuted control nets, and notes saying how they were made.
+    ``source`` is the LoadedModel (or module) the model came from: the fresh
+    initialisation is :func:`netprobe.seeds.fresh_init` of it, the one fresh init every
+    command uses. An architecture that cannot be re-initialised leaves that arm out."""
+    from .seeds import fresh_init
+
+    nets: dict[str, nn.Module] = {}
+    notes: list[str] = []
+    try:
+        fresh, how = fresh_init(source, derive_seed(seed, _FRESH))
+        nets["fresh-init"] = _prepared_like(fresh, model)
+        notes.append(f"fresh-init control: {how}")
+    except OptionError as e:
+        notes.append(f"fresh-init control left out: {e.one_line()}")
+    nets["permuted"] = permuted_weights(model, derive_seed(seed, _PERMUTED))
+    return nets, notes
+
+
+# ---------------------------------------------------------------------------------------
+# options
+
+
+def check_options(
+    *,
+    smooth: float,
+    batch_size: int,
+    gen_keep: float | None = None,
+    unpool: str | None = None,
+    num: int | None = None,
+) -> None:
+    """The reconstruction options' ranges, one message each, checked before anything is
+    loaded or written."""
+    from .reverse import UNPOOL_MODES
+
+    if num is not None and num < 1:
+        raise OptionError(f"--num {num}: must be at least 1", hint="e.g. --num 32")
+    if unpool is not None and unpool not in UNPOOL_MODES:
+        raise OptionError(
+            f"--unpool {unpool}: unknown unpooling", hint=f"use one of {', '.join(UNPOOL_MODES)}"
+        )
+    if gen_keep is not None and not 0.0 < gen_keep <= 1.0:
+        raise OptionError(
+            f"--gen-keep {gen_keep:g}: the keep-probability ρ must lie in (0, 1]",
+            hint="e.g. --gen-keep 0.5; 1 = no generation dropout",
+        )
+    if smooth < 0 or not math.isfinite(smooth):
+        raise OptionError(
+            f"--smooth {smooth:g}: must be a non-negative number of pixels",
+            hint="e.g. --smooth 1.0; 0 = off",
+        )
+    if batch_size < 1:
+        raise OptionError(
+            f"--batch-size {batch_size}: must be at least 1", hint="e.g. --batch-size 32"
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# the run
+
+
+def _infer(
+    net: nn.Module, x: torch.Tensor, layer: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(h_layer, its pre-activation, logits) of ``net`` on ``x``: the ordinary forward pass."""
+    got: dict[str, torch.Tensor] = {}
+
+    def on(
+        call: RectifierCall, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> torch.Tensor:
+        out = func(*args, **kwargs)
+        if call.index == layer:
+            got["z"], got["h"] = args[0], out
+        return out
+
+    with eval_mode(net), torch.no_grad(), RectifierMode(net, on):
+        logits = net(x)
+    return got["h"], got["z"], _logits(logits, x)
+
+
+def _logits(out: Any, x: torch.Tensor) -> torch.Tensor | None:
+    """A classifier's (B, classes) output, or None for anything else."""
+    if isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] == x.shape[0]:
+        return out
+    return None
+
+
+def _display(
+    t: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None, stretch: bool
+) -> np.ndarray:
+    """(S, C, H, W) in [0, 1] for the image grid: x as the model saw it (mean/std undone);
+    x̃ contrast-stretched per image (1st–99th percentile), its scale being α's business."""
+    if t.ndim != 4 or len(t) == 0:
+        return np.zeros((0,), dtype=np.float32)
+    if mean is not None and std is not None:
+        from .data import unnormalise
+
+        t = unnormalise(t, mean, std, clamp=not stretch)
+    if stretch or mean is None or std is None:
+        flat = t.reshape(len(t), -1).float()
+        lo = flat.quantile(0.01, dim=1).view(-1, 1, 1, 1)
+        hi = flat.quantile(0.99, dim=1).view(-1, 1, 1, 1)
+        t = ((t - lo) / (hi - lo).clamp(min=1e-12)).clamp(0, 1)
+    return t.detach().float().cpu().numpy()
+
+
+def _layer_info(hl: HiddenLayer, rn: ReverseNet, h: torch.Tensor, keep: float) -> LayerInfo:
+    """The theory's quantities of one layer: m, the layer below it, n and δ."""
+    m = int(h[0].numel())
+    below = max(rn.deps.get(hl.index, []), default=None)
+    n = rn.fits[below].reach if below is not None else None
+    delta = math.sqrt(math.log(max(m, 2)) / (keep * n)) if n else float("nan")
+    return LayerInfo(hl.name, hl.index, hl.where, tuple(hl.shape), m, below, n, delta)
+
+
+def run(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[HiddenLayer],
+    *,
+    gen_scale: str | float = "theory",
+    gen_keep: float = 1.0,
+    unpool: str = "random",
+    smooth: float = 0.0,
+    controls: bool = True,
+    pixel_metrics: bool = True,
+    seed: int = 0,
+    batch_size: int = 64,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    model_name: str = "model",
+    data_source: str = "",
+    show: int = 4,
+    save_tensors: bool = False,
+    notes: Sequence[str] = (),
+    source: Any = None,
+    progress: Progress | None = None,
+) -> ReconstructionReport:
+    """Reconstruct ``layers`` of ``model`` from the inputs ``x`` (prepared for the model, on
+    its device) and measure every arm. ``source`` is what the fresh-init control
+    re-initialises (the LoadedModel; default the module itself). ``notes`` are carried into
+    the report. ``progress(done, total, label)`` is called after each (arm, batch, layer)."""
+    if not layers:
+        raise NothingToAnalyseError(
+            "no hidden layer to reconstruct", hint="see `netprobe layers MODEL`"
+        )
+    if len(x) == 0:
+        raise NothingToAnalyseError(
+            "no inputs to reconstruct", hint="give --num 1 or more and a non-empty --inputs"
+        )
+    check_options(smooth=smooth, batch_size=batch_size, gen_keep=gen_keep, unpool=unpool)
+    gen_scale = parse_gen_scale(gen_scale)
+    notes = list(notes)
+    nets: dict[str, nn.Module] = {"model": model}
+    if controls:
+        more, how = control_nets(source if source is not None else model, model, seed)
+        nets.update(more)
+        notes.extend(how)
+    state = _RunState(
+        layers=list(layers),
+        keep=gen_keep,
+        mean=mean,
+        std=std,
+        pixels=pixel_metrics,
+        save_tensors=save_tensors,
+        show=show,
+        controls=controls,
+        gen=torch.Generator(device=x.device).manual_seed(derive_seed(seed, _RANDOM_H)),
+    )
+    state.images["x"] = _display(x[:show], mean, std, stretch=False)
+    batches = range(0, len(x), batch_size)
+    total, done = len(nets) * len(batches) * len(layers), 0
+    upto = max(h.index for h in layers)
+    for arm, net in nets.items():
+        rn = ReverseNet(net, alpha=gen_scale, keep=gen_keep, unpool=unpool, seed=seed)
+        if progress is not None:  # fitting α to a deep layer takes a while: say so
+            progress(done, total, f"{arm}: fitting α")
+        fits = rn.fit(x[:batch_size], upto)
+        state.gen_scales[arm] = {j: f.alpha for j, f in fits.items()}
+        if arm == "model" and controls:  # the random-h control runs the model's own reverse net
+            state.gen_scales["random-h"] = state.gen_scales["model"]
+        for b, start in enumerate(batches):
+            for hl in state.batch(arm, net, rn, x[start : start + batch_size], start, smooth):
+                done += 1
+                if progress is not None:
+                    progress(done, total, f"{arm} {hl.name} (batch {b + 1}/{len(batches)})")
+        notes.extend(n for n in sorted(rn.ctl.notes) if n not in notes)
+    arms = list(nets) + (["random-h"] if controls else [])
+    options = {
+        "gen_scale": gen_scale,
+        "gen_keep": gen_keep,
+        "unpool": unpool,
+        "smooth": smooth,
+        "controls": controls,
+        "pixel_metrics": pixel_metrics,
+        "seed": seed,
+        "batch_size": batch_size,
+    }
+    return ReconstructionReport(
+        model=model_name,
+        data=data_source,
+        num=len(x),
+        options=options,
+        layers=[state.infos[h.index] for h in layers],
+        arms=[a for a in ARMS if a in arms],
+        samples=state.samples,
+        gen_scales=state.gen_scales,
+        notes=notes,
+        images=state.images,
+        tensors=state.tensors(x),
+    )
+
+
+@dataclass
+class _RunState:
+    """What :func:`run` accumulates over arms, batches and layers, and the settings every
+    batch needs."""
+
+    layers: list[HiddenLayer]
+    keep: float
+    mean: Sequence[float] | None
+    std: Sequence[float] | None
+    pixels: bool
+    save_tensors: bool
+    show: int
+    controls: bool
+    gen: torch.Generator  # the random-h control's permutations
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    gen_scales: dict[str, dict[int, float]] = field(default_factory=dict)
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    infos: dict[int, LayerInfo] = field(default_factory=dict)
+    saved: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+
+    def keep_tensor(self, key: str, t: torch.Tensor) -> None:
+        if self.save_tensors:
+            self.saved.setdefault(key, []).append(t.detach().float().cpu())
+
+    def tensors(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        if not self.save_tensors:
+            return {}
+        out = {"x": x.detach().float().cpu().numpy()}
+        out.update({k: torch.cat(v).numpy() for k, v in self.saved.items()})
+        return out
+
+    def batch(
+        self,
+        arm: str,
+        net: nn.Module,
+        rn: ReverseNet,
+        xb: torch.Tensor,
+        start: int,
+        smooth: float,
+    ) -> Iterator[HiddenLayer]:
+        """Generate and measure every layer on the batch ``xb`` (inputs ``start``...) of one
+        arm; yields each layer when it is done (for progress)."""
+        fwd = rn.forward(xb, max(h.index for h in self.layers))
+        with torch.no_grad(), eval_mode(net):
+            logits_x = _logits(net(xb), xb)
+        for hl in self.layers:
+            h = fwd.h(hl.index)
+            if hl.index not in self.infos:
+                self.infos[hl.index] = _layer_info(hl, rn, h, self.keep)
+            info = self.infos[hl.index]
+            cases = [(arm, h)]
+            if arm == "model" and self.controls:
+                cases.append(("random-h", random_like_sparsity(h, self.gen)))
+            for case, hh in cases:
+                xt = gaussian_blur(rn.generate(fwd, hl.index, hh), smooth)
+                rows, ht = self.measure(net, rn, info, hh, xt, xb, logits_x)
+                self.samples.extend(
+                    {
+                        "sample": start + i,
+                        "layer": hl.name,
+                        "arm": case,
+                        **{k: float(v[i]) for k, v in rows.items()},
+                    }
+                    for i in range(len(xb))
+                )
+                if start == 0:
+                    self.images[f"{hl.name}/{case}"] = _display(
+                        xt[: self.show], self.mean, self.std, stretch=True
+                    )
+                self.keep_tensor(f"{hl.name}/{case}/x_gen", xt)
+                self.keep_tensor(f"{hl.name}/{case}/h", hh)
+                self.keep_tensor(f"{hl.name}/{case}/h_inferred", ht)
+            yield hl
+
+    def measure(
+        self,
+        net: nn.Module,
+        rn: ReverseNet,
+        info: LayerInfo,
+        h: torch.Tensor,
+        xt: torch.Tensor,
+        x: torch.Tensor,
+        logits_x: torch.Tensor | None,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Every per-sample metric of one generated batch ``xt`` against its h and x, and h̃."""
+        ht, z, logits = _infer(net, xt, info.index)
+        out = compare(h, ht)
+        out.update(_thresholded(rn, info, h, xt, z))
+        k_active = (h.reshape(len(h), -1) > 0).sum(1).double()
+        out["active_frac"] = k_active / info.units
+        out["theory_bound"] = (
+            (k_active / (self.keep * info.below_units)).sqrt()
+            if info.below_units
+            else nan(len(h), h.device)
+        )
+        out.update(pixel_metrics(x, xt, self.mean, self.std, pixels=self.pixels))
+        if logits is not None and logits_x is not None:
+            out["top1_agree"] = (logits.argmax(1) == logits_x.argmax(1)).double()
+        else:
+            out["top1_agree"] = nan(len(h), h.device)
+        return {k: out[k].detach().cpu() for k in METRICS}, ht
+
+
+def _thresholded(
+    rn: ReverseNet, info: LayerInfo, h: torch.Tensor, xt: torch.Tensor, z: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The ``*_thr`` metrics: the theory's inference h̃ = r(A x̃ − δ‖h‖) against h, where A x̃
+    is the pre-activation on x̃ minus its bias (and any skip input)."""
+    keys = ("rel_err", "cosine", "precision", "recall", "jaccard")
+    if info.below is None:
+        out = {f"{k}_thr": nan(len(h), h.device) for k in keys}
+        return out | {"rel_err_thr_scaled": nan(len(h), h.device)}
+    lin = z - rn.preactivation(xt, info.index, replace=info.below)  # A x̃
+    shift = info.delta * norm(h).to(lin.dtype).view(-1, *([1] * (h.ndim - 1)))
+    got = compare(h, F.relu(lin - shift))  # r(A x̃ − δ‖h‖)
+    return {f"{k}_thr": got[k] for k in keys} | {"rel_err_thr_scaled": got["rel_err_scaled"]}
