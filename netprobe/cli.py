@@ -26,7 +26,6 @@ from . import __version__
 from .errors import EXIT_USAGE, NetprobeError, OptionError
 
 if TYPE_CHECKING:
-    from .loading import LoadedModel
     from .report import OutputDir, Report, RunInfo
 
 out = Console(soft_wrap=True)  # results (stdout)
@@ -178,19 +177,6 @@ class Run:
 
             yield update
 
-    def progress_bar(self) -> Any:
-        """Transitional: the bare rich Progress for commands not yet on :meth:`progress`."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        return Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=err,
-            disable=self.quiet,
-            transient=True,
-        )
-
     def log(self, msg: str) -> None:
         """A dim line on stderr (off with --quiet); ``msg`` is plain text, never markup."""
         if not self.quiet:
@@ -214,16 +200,6 @@ class Run:
             out.print(table)
         sys.stdout.flush()
 
-    def finish_legacy(self, model: Any = None, **extra: Any) -> None:
-        """Transitional: run.json for commands not yet on :meth:`finish`."""
-        if self.output is None:
-            return
-        if model is not None:
-            self.info.model = model.provenance()
-        self.info.extra.update(extra)
-        self.info.extra["files"] = list(self.output.written)
-        self.output.write_json("run.json", self.info.to_dict())
-
     def loading(self, model: str | None) -> None:
         self.log(f"loading {model or 'the bundled digit net'}…")
 
@@ -241,7 +217,7 @@ class Run:
 
 
 def start(
-    ctx: typer.Context | str,
+    ctx: typer.Context,
     *,
     device: str = "auto",
     seed: int = 0,
@@ -251,15 +227,13 @@ def start(
     force: bool = False,
     threads: int | None = None,
     writes: bool = True,
-    options: dict[str, Any] | None = None,  # transitional: commands not yet on ctx
 ) -> Run:
     """Check the shared options at the door and set up the run (nothing is written yet).
     The command's options are recorded once, from the click context."""
     from .report import OutputDir, RunInfo, default_output_dir
     from .runtime import check_threads, resolve_device
 
-    command = ctx if isinstance(ctx, str) else (ctx.info_name or "netprobe")
-    params = options or {} if isinstance(ctx, str) else ctx.params
+    command = ctx.info_name or "netprobe"
     if fmt not in FORMATS:
         raise OptionError(
             f"--format {fmt}: unknown format", hint=f"use one of {', '.join(FORMATS)}"
@@ -275,22 +249,13 @@ def start(
         output = OutputDir(output_dir or default_output_dir(command), force=force).check()
     opts = {
         k: (str(v) if isinstance(v, Path) else v)
-        for k, v in params.items()
+        for k, v in ctx.params.items()
         if k not in _NOT_RECORDED
     }
     info = RunInfo(
         command=command, argv=["netprobe", *sys.argv[1:]], options=opts, device=dev, seed=seed
     )
     return Run(command, dev, seed, fmt, quiet, output, info)
-
-
-def load_model(model: str | None, *, quiet: bool = False, **kw: Any) -> LoadedModel:
-    """Transitional: commands not yet on the one-library-call pattern load here."""
-    from .loading import load
-
-    if not quiet:
-        err.print(Text(f"loading {model or 'the bundled digit net'}…", style="dim"))
-    return load(model, **kw)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -330,21 +295,6 @@ def command(fn: F) -> F:
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def emit(run: Run, frame: Any, json_obj: Any, md: str, table: Any) -> None:
-    """Print the result to stdout in the format asked for."""
-    from .report import frame_to_csv, to_json
-
-    if run.fmt == "json":
-        sys.stdout.write(to_json(json_obj))
-    elif run.fmt == "csv":
-        sys.stdout.write(frame_to_csv(frame))
-    elif run.fmt == "md":
-        sys.stdout.write(md)
-    else:
-        out.print(table)
-    sys.stdout.flush()
 
 
 # ---------------------------------------------------------------------------------------
@@ -388,7 +338,7 @@ def layers_cmd(
 
 
 # ---------------------------------------------------------------------------------------
-# netprobe randomness  (section owned by the randomness work; add the command below)
+# netprobe randomness
 
 
 @app.command("randomness")
@@ -496,10 +446,8 @@ def randomness_cmd(
     run.finish(report)
 
 
-# <<randomness-command>>
-
 # ---------------------------------------------------------------------------------------
-# netprobe reconstruct  (section owned by the reconstruct work; add the command below)
+# netprobe reconstruct
 
 
 @app.command("reconstruct")
@@ -652,10 +600,8 @@ def reconstruct_cmd(
     run.finish(report)
 
 
-# <<reconstruct-command>>
-
 # ---------------------------------------------------------------------------------------
-# netprobe shadow-train  (section owned by the shadow-train work; add the command below)
+# netprobe shadow-train
 
 
 @app.command("shadow-train")
@@ -778,7 +724,7 @@ def shadow_train_cmd(
         str,
         typer.Option(
             "--gen-scale",
-            help="match: give each synthetic input its real input's mean/std; theory: the reverse net's alpha as it comes.",
+            help="match: give each synthetic input its real input's mean/std; theory: the reverse net's scale α as it comes.",
         ),
     ] = "match",
     warmup: Annotated[
@@ -867,10 +813,8 @@ def shadow_train_cmd(
     run.finish(report)
 
 
-# <<shadow-train-command>>
-
 # ---------------------------------------------------------------------------------------
-# netprobe check  (section owned by the check work; add the command below)
+# netprobe check
 
 
 @app.command("check")
@@ -977,9 +921,6 @@ def check_cmd(
     run.log(report.summary())
     if report.exit_code():
         raise typer.Exit(report.exit_code())
-
-
-# <<check-command>>
 
 
 def main() -> None:

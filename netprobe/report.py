@@ -176,9 +176,14 @@ class OutputDir:
         return atomic_write_bytes(self._note(name), buf.getvalue())
 
 
-def as_output_dir(output: OutputDir | str | os.PathLike[str], force: bool = False) -> OutputDir:
-    """An :class:`OutputDir` from a path (API callers) or the CLI's checked one."""
-    return output if isinstance(output, OutputDir) else OutputDir(Path(output), force=force).check()
+def as_output_dir(output: OutputDir | str | os.PathLike[str], force: bool = True) -> OutputDir:
+    """The CLI's checked :class:`OutputDir` as it is; a path from an API caller
+    (``report.write("runs/x")``) means "write here": the report's own files are replaced
+    atomically, anything else in the folder is left alone (``force=False`` refuses a
+    non-empty folder instead, as a fresh training run does)."""
+    if isinstance(output, OutputDir):
+        return output
+    return OutputDir(Path(output), force=force).check()
 
 
 @runtime_checkable

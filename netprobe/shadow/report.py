@@ -152,13 +152,12 @@ class ShadowReport:
 
     def write(self, output: OutputDir | str | os.PathLike[str]) -> list[str]:
         """history.csv, report.json, report.md, the figures and every arm x seed's final
-        model; returns the file names. The run's own folder may be given as a path (it
-        already holds settings.json and checkpoints/). A ``complete`` report writes nothing."""
+        model; returns the file names (a path means "write here": the run's own folder, which
+        already holds settings.json and checkpoints/, or any other). A ``complete`` report
+        writes nothing."""
         if self.complete:
             return []
-        same = self.run_dir is not None and not isinstance(output, OutputDir)
-        own = same and Path(output).resolve() == Path(self.run_dir).resolve()  # type: ignore[arg-type]
-        out = as_output_dir(output, force=own)
+        out = as_output_dir(output)
         names: list[str] = []
         if self.trained is not None:
             names += self._write_models(out, self.trained)
