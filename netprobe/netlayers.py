@@ -2,7 +2,7 @@
 
 Two definitions every command shares:
 
-* **Weight matrix** (PAPER.md §2.1): a tensor W with ``ndim >= 2`` is viewed as
+* **Weight matrix** (docs/science.md §2.1): a tensor W with ``ndim >= 2`` is viewed as
   ``W.reshape(W.shape[0], -1)``: Linear (out, in), Conv (C_out, C_in/groups * k...), one row
   per output unit. Fused attention projections (``in_proj_weight``) are split into their
   Q/K/V blocks. This works on a bare state dict, so ``randomness`` needs no architecture.

@@ -283,7 +283,7 @@ def test_theory_alpha_uses_the_mean_squared_row_norm() -> None:
     assert fits[1].nu == pytest.approx(nu, rel=0.05)  # Hutchinson estimate of mean ‖A_i‖²
     assert fits[1].alpha == pytest.approx(
         2 / (0.5 * fits[1].nu)
-    )  # PAPER.md §1: α = 2/(ρ·mean‖A_i‖²)
+    )  # docs/science.md §1: α = 2/(ρ·mean‖A_i‖²)
     assert fits[0].alpha == pytest.approx(
         1 / 0.5, rel=1e-6
     )  # into pixels: identity rows, no factor 2
@@ -328,7 +328,7 @@ def _gaussian_round_trip(
 def test_wide_gaussian_layer_reinfers_sparse_h_at_the_theorys_rate(
     n: int, m: int, k: int, rho: float, relu_below: bool
 ) -> None:
-    """PAPER.md §1: ‖h̃ − h‖ ≤ Õ(√(k/(ρn))) ‖h‖. The Õ hides a log factor (about √ln m ≈ 2.6
+    """docs/science.md §1: ‖h̃ − h‖ ≤ Õ(√(k/(ρn))) ‖h‖. The Õ hides a log factor (about √ln m ≈ 2.6
     here); the error must sit within a small constant of √(k/(ρn)) across k, n and ρ."""
     err, bound = _gaussian_round_trip(n, m, k, rho, relu_below)
     assert bound < err < 4.0 * bound, (err, bound)
