@@ -1,0 +1,50 @@
+"""The Typer application: the ``netprobe`` group, ``--version`` and :func:`main`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from ..errors import EXIT_USAGE
+from .common import out
+
+app = typer.Typer(
+    name="netprobe",
+    help="Analyse trained neural networks the way 'Why are deep nets reversible' "
+    "(Arora, Liang & Ma) does: random-like weights, reverse reconstruction through Aᵀ, "
+    "and SHADOW training.",
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"netprobe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """netprobe: randomness, reconstruction and SHADOW training for trained nets."""
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_USAGE)
+        sys.exit(code)
