@@ -9,7 +9,9 @@ Consoles, the shared options, :class:`~.common.Run`, the error wrapper); heavy i
 from __future__ import annotations
 
 # importing a command module registers its command, in the order `--help` lists them
-from . import layers, randomness, reconstruct, shadow_train, check  # noqa: I001
+# isort: off
+from . import layers, randomness, reconstruct, shadow_train, check
+# isort: on
 from .app import app, main
 
 __all__ = ["app", "main", "check", "layers", "randomness", "reconstruct", "shadow_train"]
