@@ -96,7 +96,7 @@ def check_cmd(
     from ..zoo import check, init_config
 
     # --threads is per worker: the parent process computes nothing
-    run = start(ctx, device=device, seed=seed, fmt=fmt, quiet=quiet, writes=False)
+    run = start(ctx, writes=False)
     if init:
         dest = init_config(config, force=force)
         found = config is None  # ./netprobe.toml is found without --config

@@ -179,46 +179,44 @@ class Run:
         self.log(f"wrote {len(self.output.written)} files to {self.output.path}")
 
 
-def start(
-    ctx: typer.Context,
-    *,
-    device: str = "auto",
-    seed: int = 0,
-    fmt: str = "table",
-    quiet: bool = False,
-    output_dir: Path | None = None,
-    force: bool = False,
-    threads: int | None = None,
-    writes: bool = True,
-) -> Run:
+def start(ctx: typer.Context, *, writes: bool = True, **overrides: Any) -> Run:
     """Check the shared options at the door and set up the run (nothing is written yet).
-    The command's options are recorded once, from the click context."""
+
+    The shared options (``--device``, ``--seed``, ``--format``, ``--quiet``,
+    ``--output-dir``, ``--force``, ``--threads``) and the command's own options are read
+    once, from the click context; ``overrides`` replace a shared option where a command
+    needs to (``layers`` runs on the CPU; under torchrun only rank 0 prints)."""
     from ..report import OutputDir, RunInfo, default_output_dir
     from ..runtime import check_threads, resolve_device
 
+    p = {**ctx.params, **overrides}
     command = ctx.info_name or "netprobe"
+    fmt = p.get("fmt", "table")
     if fmt not in FORMATS:
         raise OptionError(
             f"--format {fmt}: unknown format", hint=f"use one of {', '.join(FORMATS)}"
         )
+    threads = p.get("threads")
     check_threads(threads)
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    dev = resolve_device(p.get("device", "auto"))
     output = None
     if writes:
-        output = OutputDir(output_dir or default_output_dir(command), force=force).check()
+        where = p.get("output_dir") or default_output_dir(command)
+        output = OutputDir(Path(where), force=bool(p.get("force"))).check()
     opts = {
         k: (str(v) if isinstance(v, Path) else v)
         for k, v in ctx.params.items()
         if k not in _NOT_RECORDED
     }
+    seed = int(p.get("seed", 0))
     info = RunInfo(
         command=command, argv=["netprobe", *sys.argv[1:]], options=opts, device=dev, seed=seed
     )
-    return Run(command, dev, seed, fmt, quiet, output, info)
+    return Run(command, dev, seed, fmt, bool(p.get("quiet")), output, info)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -41,7 +41,7 @@ def layers_cmd(
     from ..listing import layers
     from ..render import layers_table
 
-    run = start(ctx, device="cpu", seed=seed, fmt=fmt, quiet=quiet, writes=False)
+    run = start(ctx, device="cpu", writes=False)
     run.loading(model)
     report = layers(
         model,

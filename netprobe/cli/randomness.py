@@ -94,16 +94,7 @@ def randomness_cmd(
     from ..iid import randomness
     from ..render import randomness_table
 
-    run = start(
-        ctx,
-        device=device,
-        seed=seed,
-        fmt=fmt,
-        quiet=quiet,
-        output_dir=output_dir,
-        force=force,
-        threads=threads,
-    )
+    run = start(ctx)
     run.loading(model)
     with run.progress("layers") as progress:
         report = randomness(

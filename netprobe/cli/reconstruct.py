@@ -133,16 +133,7 @@ def reconstruct_cmd(
     from ..reconstruction import reconstruct
     from ..render import reconstruct_table
 
-    run = start(
-        ctx,
-        device=device,
-        seed=seed,
-        fmt=fmt,
-        quiet=quiet,
-        output_dir=output_dir,
-        force=force,
-        threads=threads,
-    )
+    run = start(ctx)
     run.loading(model)
     with run.progress("reconstruct") as progress:
         report = reconstruct(

@@ -198,12 +198,9 @@ def shadow_train_cmd(
     rank = launch_rank()  # under torchrun only rank 0 writes and prints
     run = start(
         ctx,
-        device=device,
-        fmt=fmt,
         quiet=quiet or rank > 0,
         output_dir=output_dir or resume,
         force=force or resume is not None,
-        threads=threads,
         writes=rank == 0,
     )
     # only the options given on the command line: with --resume the rest come from the run
