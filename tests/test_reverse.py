@@ -1,4 +1,4 @@
-"""The reverse engine (netprobe/reverse.py): known answers for Aᵀ, α, unpooling and the theory."""
+"""The reverse engine (netprobe/reverse/): known answers for Aᵀ, α, unpooling and the theory."""
 
 from __future__ import annotations
 
