@@ -420,3 +420,29 @@ def test_netprobe_layers_runs_on_the_bundled_default():
     res = CliRunner().invoke(app, ["layers", "--format", "json"])
     assert res.exit_code == 0, res.output
     assert "h3" in res.output and "features.0" in res.output
+
+
+def test_package_keeps_the_old_module_names_and_one_job_per_file():
+    """netprobe.data became a package (docs/design.md, "Layers"): every public name of the old
+    module still resolves there, the assets are found from the package, and each file names
+    its job and stays short."""
+    import importlib
+    import pkgutil
+
+    import netprobe.data as data
+
+    old_names = {
+        "ALIASES", "ASSETS", "BUNDLED_DIGITS", "BUNDLED_PHOTOS", "IMAGE_EXTS", "MAX_IMAGE_SIDE",
+        "SPLITS", "TORCHVISION", "Dataset", "bundled_digits", "bundled_photos",
+        "convert_channels", "default_data_dir", "denormalize", "load_dataset", "prepare",
+        "train_test_split", "unnormalise",
+    }  # fmt: skip
+    assert old_names <= set(data.__all__) and all(hasattr(data, n) for n in data.__all__)
+    assert callable(data.prepare)  # not shadowed by a submodule of that name
+    assert data.ASSETS.name == "assets" and data.ASSETS.parent.name == "netprobe"
+    assert data.BUNDLED_DIGITS.is_file() and data.BUNDLED_PHOTOS.is_file()
+    for info in pkgutil.iter_modules(data.__path__):
+        mod = importlib.import_module(f"netprobe.data.{info.name}")
+        assert mod.__doc__ and mod.__file__, info.name
+        with open(mod.__file__, encoding="utf-8") as fh:
+            assert sum(1 for _ in fh) < 600, info.name

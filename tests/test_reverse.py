@@ -1,4 +1,4 @@
-"""The reverse engine (netprobe/reverse.py): known answers for Aᵀ, α, unpooling and the theory."""
+"""The reverse engine (netprobe/reverse/): known answers for Aᵀ, α, unpooling and the theory."""
 
 from __future__ import annotations
 
@@ -474,3 +474,25 @@ def test_cuda_matches_cpu() -> None:
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)
     _, rnd = _generate(model, x.cuda(), 2, unpool="random", keep=0.5)  # generators live on the GPU
     assert rnd.is_cuda and torch.isfinite(rnd).all()
+
+
+def test_package_keeps_the_old_module_names_and_one_job_per_file() -> None:
+    """netprobe.reverse became a package (docs/design.md, "Layers"): every name callers import
+    from the old module still resolves there, and each file names its job and stays short."""
+    import importlib
+    import pkgutil
+
+    import netprobe.reverse as rev
+
+    old_names = {
+        "ALPHA_MODES", "UNPOOL_MODES", "Forward", "LayerFit", "ReverseNet", "_Control",
+        "_NarrowConv", "_PoolGeom", "gaussian_blur", "parse_gen_scale", "rademacher",
+        "random_like_sparsity", "unpool_copy", "unpool_random", "unpool_switches",
+    }  # fmt: skip
+    assert old_names <= set(rev.__all__) and all(hasattr(rev, n) for n in rev.__all__)
+    assert rev.ReverseNet.__module__ == "netprobe.reverse.engine"
+    for info in pkgutil.iter_modules(rev.__path__):
+        mod = importlib.import_module(f"netprobe.reverse.{info.name}")
+        assert mod.__doc__ and mod.__file__, info.name
+        with open(mod.__file__, encoding="utf-8") as fh:
+            assert sum(1 for _ in fh) < 600, info.name
