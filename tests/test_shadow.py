@@ -355,6 +355,28 @@ def test_pearson_known_answers() -> None:
     assert math.isnan(sh.pearson([1, 2], [1, 2])) and math.isnan(sh.pearson([1, 1, 1], [1, 2, 3]))
 
 
+def test_identical_paired_differences_give_no_interval_and_no_verdict() -> None:
+    """Issue 13 item 7: test error is a count, so two seeds can differ by the same amount; the
+    t interval then has zero width and p = 0, and the old code said "hurt" from 2 seeds. Float
+    rounding must not rescue it: 36/1000 − 34/1000 and 97/1000 − 95/1000 differ by 7e-18."""
+    from netprobe.shadow.summary import NO_SPREAD, _verdict
+
+    for a, b in (([0.3, 0.3], [0.2, 0.2]), ([36 / 1000, 97 / 1000], [34 / 1000, 95 / 1000])):
+        d = sh.paired_difference(a, b)
+        assert d["mean"] == pytest.approx(0.1 if a[0] == 0.3 else 0.002) and d["sd"] == 0.0
+        assert math.isnan(d["low"]) and math.isnan(d["high"]) and math.isnan(d["p"])
+        assert _verdict(d) == NO_SPREAD
+    # a real spread, however small next to the mean, still gives an interval
+    assert sh.paired_difference([0.036, 0.097], [0.034, 0.0951])["low"] > 0
+    # the same through summarise: no "hurt", and the sentence says why
+    runs = [_fake("baseline", s, [0.2, 0.1 + s / 1000]) for s in range(3)]
+    runs += [_fake("shadow", s, [0.2, 0.1 + (s + 2) / 1000]) for s in range(3)]
+    rep = sh.summarise(runs, settings={}, data={}, model={})
+    final = next(c for c in rep.comparisons if c["metric"] == "final test error")
+    assert final["verdict"] == NO_SPREAD and "hurt" not in rep.conclusion
+    assert "the same in every seed, so no interval" in rep.conclusion and "n/a" not in rep.conclusion
+
+
 def _fake(arm: str, seed: int, errs: list[float]) -> sh.RunResult:
     rows = [{"arm": arm, "seed": seed, "epoch": i + 1, "test_error": e, "synthetic_test_error": e + 0.01,
              "train_loss": e, "seconds": 2.0 if arm == "shadow" else 1.0, "wall_seconds": float(i)}
