@@ -1,6 +1,8 @@
 """What a SHADOW experiment shows: per-arm statistics over seeds, paired SHADOW-vs-reference
-differences with t confidence intervals, what SHADOW costs, the synthetic/real tracking
-correlation and a plain conclusion (:func:`summarise` -> :class:`~.report.ShadowReport`).
+differences with t confidence intervals (none, and no verdict, from zero spread), what SHADOW
+costs, whether synthetic test error tracks real test error (epoch-to-epoch changes across seeds,
+with a jackknife interval: :func:`tracking_correlation`) and a plain conclusion (:func:`summarise`
+-> :class:`~.report.ShadowReport`). Statistics: docs/science.md §4.8.
 
 :func:`summarise` runs as named steps (:func:`_run_records`, :func:`_arm_summary`,
 :func:`_compare`, :func:`_tracking`, :func:`_conclusion`), each a function of the results.
