@@ -303,8 +303,20 @@ def _pm(r: dict[str, Any], key: str) -> str:
     return f"{_pct(r[key + '_mean'])} ± {_pct(r[key + '_std'])}"
 
 
+def _tracking(r: dict[str, Any]) -> str:
+    """An arm's tracking r with its interval (a summary read back from an older report.json
+    has only ``tracking_r_mean``)."""
+    if "tracking_r" not in r:
+        return fmt_num(r.get("tracking_r_mean"), 2)
+    low, high = r.get("tracking_low"), r.get("tracking_high")
+    ci = "" if low is None or low != low else f" ({low:+.2f} to {high:+.2f})"
+    return fmt_num(r["tracking_r"], 2) + ci
+
+
 def shadow_table(report: Any) -> Any:
     """Per-arm summary (mean ± std over seeds), the paired comparisons, and the conclusion."""
+    from .shadow.summary import plural  # here: torch is loaded whenever a shadow report exists
+
     arms = FitTable(
         [
             Col("arm"),
@@ -312,7 +324,7 @@ def shadow_table(report: Any) -> Any:
             Col("final test error", right=True),
             Col("mean error over epochs", right=True, drop=2),
             Col("synthetic test error", right=True, drop=1),
-            Col("tracking r", right=True, drop=4),
+            Col("tracking r (95% CI)", right=True, drop=4),
             Col("s/epoch", right=True, drop=5),
         ],
         [
@@ -322,12 +334,12 @@ def shadow_table(report: Any) -> Any:
                 _pm(r, "final_test_error"),
                 _pm(r, "mean_test_error"),
                 _pm(r, "final_synthetic_test_error"),
-                fmt_num(r["tracking_r_mean"], 2),
+                _tracking(r),
                 fmt_num(r["train_seconds_per_epoch"], 3),
             ]
             for r in report.summary
         ],
-        title=f"netprobe shadow-train: {len(report.seeds)} seed(s) per arm",
+        title=f"netprobe shadow-train: {plural(len(report.seeds), 'seed')} per arm",
     )
     parts: list[Any] = [arms]
     if report.comparisons:

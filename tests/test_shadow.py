@@ -355,6 +355,114 @@ def test_pearson_known_answers() -> None:
     assert math.isnan(sh.pearson([1, 2], [1, 2])) and math.isnan(sh.pearson([1, 1, 1], [1, 2, 3]))
 
 
+def test_identical_paired_differences_give_no_interval_and_no_verdict() -> None:
+    """Issue 13 item 7: test error is a count, so two seeds can differ by the same amount; the
+    t interval then has zero width and p = 0, and the old code said "hurt" from 2 seeds. Float
+    rounding must not rescue it: 36/1000 − 34/1000 and 97/1000 − 95/1000 differ by 7e-18."""
+    from netprobe.shadow.summary import NO_SPREAD, _verdict
+
+    for a, b in (([0.3, 0.3], [0.2, 0.2]), ([36 / 1000, 97 / 1000], [34 / 1000, 95 / 1000])):
+        d = sh.paired_difference(a, b)
+        assert d["mean"] == pytest.approx(0.1 if a[0] == 0.3 else 0.002) and d["sd"] == 0.0
+        assert math.isnan(d["low"]) and math.isnan(d["high"]) and math.isnan(d["p"])
+        assert _verdict(d) == NO_SPREAD
+    # a real spread, however small next to the mean, still gives an interval
+    assert sh.paired_difference([0.036, 0.097], [0.034, 0.0951])["low"] > 0
+    # the same through summarise: no "hurt", and the sentence says why
+    runs = [_fake("baseline", s, [0.2, 0.1 + s / 1000]) for s in range(3)]
+    runs += [_fake("shadow", s, [0.2, 0.1 + (s + 2) / 1000]) for s in range(3)]
+    rep = sh.summarise(runs, settings={}, data={}, model={})
+    final = next(c for c in rep.comparisons if c["metric"] == "final test error")
+    assert final["verdict"] == NO_SPREAD and "hurt" not in rep.conclusion
+    assert "the same in every seed, so no interval" in rep.conclusion and "n/a" not in rep.conclusion
+
+
+def _falling(rng: np.random.Generator, seeds: int, epochs: int, kind: str, together: float = 0.0):
+    """Real and synthetic test-error curves (seeds x epochs) that both fall with training.
+    Unrelated (``together`` 0) in three ways: white noise around the trend with a seed offset,
+    a random walk around it, or each seed its own learning rate; ``together`` > 0 adds the real
+    curve's own deviations to the synthetic one, so the two move together epoch to epoch."""
+    e = np.arange(epochs)
+    if kind == "rate":
+        real = 0.08 * np.exp(-e / rng.uniform(1, 3, (seeds, 1))) + 0.03 + rng.normal(0, 0.002, (seeds, epochs))
+        syn = 0.15 * np.exp(-e / rng.uniform(1, 4, (seeds, 1))) + 0.05 + rng.normal(0, 0.005, (seeds, epochs))
+    else:
+        walk = kind == "walk"
+        noise_r = rng.normal(0, 0.003, (seeds, epochs))
+        noise_s = rng.normal(0, 0.01, (seeds, epochs))
+        real = 0.08 * np.exp(-e / 1.5) + 0.03 + (np.cumsum(noise_r, 1) if walk else noise_r + rng.normal(0, 0.004, (seeds, 1)))
+        syn = 0.15 * np.exp(-e / 3) + 0.05 + (np.cumsum(noise_s, 1) if walk else noise_s + rng.normal(0, 0.02, (seeds, 1)))
+    syn = syn + together * (real - real.mean(0))
+    return real.tolist(), syn.tolist()
+
+
+def test_tracking_known_answers() -> None:
+    from netprobe.shadow.summary import tracking_correlation
+
+    trend = [0.5, 0.3, 0.2, 0.15]
+    real = [[t + 0.01 * s * (i % 2) for i, t in enumerate(trend)] for s in range(4)]
+    # synthetic = 3x real + a shared curve + a per-seed offset: the same centred changes
+    syn = [[3 * x + 0.1 * i + 0.05 * s for i, x in enumerate(c)] for s, c in enumerate(real)]
+    same = tracking_correlation(real, syn)
+    assert same["r"] == pytest.approx(1.0) and (same["seeds"], same["changes"]) == (4, 3)
+    opposite = tracking_correlation(real, [[-x + 0.2 * i for i, x in enumerate(c)] for c in real])
+    assert opposite["r"] == pytest.approx(-1.0)
+    # r and its jackknife interval, against a direct numpy computation
+    rng = np.random.default_rng(5)
+    r_, s_ = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    r_[:, :] += np.linspace(1, 0, 4)
+    s_ += 0.7 * r_
+
+    def r_np(a: np.ndarray, b: np.ndarray) -> float:
+        u, w = np.diff(a, axis=1), np.diff(b, axis=1)
+        u, w = u - u.mean(0), w - w.mean(0)
+        return float((u * w).sum() / np.sqrt((u * u).sum() * (w * w).sum()))
+
+    z = np.arctanh([r_np(np.delete(r_, i, 0), np.delete(s_, i, 0)) for i in range(5)])
+    se = np.sqrt(4 / 5 * ((z - z.mean()) ** 2).sum())
+    half = 2.7764451051977987 * se  # t(0.975, 4)
+    got = tracking_correlation(r_.tolist(), s_.tolist())
+    assert got["r"] == pytest.approx(r_np(r_, s_))
+    assert got["low"] == pytest.approx(np.tanh(np.arctanh(got["r"]) - half))
+    assert got["high"] == pytest.approx(np.tanh(np.arctanh(got["r"]) + half))
+    # too few seeds or epochs: no interval, "cannot tell"
+    for few in (tracking_correlation(real[:2], syn[:2]), tracking_correlation([c[:1] for c in real], [c[:1] for c in syn])):
+        assert few["verdict"].startswith("cannot tell") and math.isnan(few["low"])
+    assert tracking_correlation(real[:2], syn[:2])["verdict"] == "cannot tell: 2 seeds, 3 needed"
+
+
+@pytest.mark.parametrize("kind", ["white", "walk", "rate"])
+def test_unrelated_falling_curves_do_not_track(kind: str) -> None:
+    """Issue 13 item 7: the old per-run Pearson r over epochs of two unrelated falling curves
+    has a median near 1, and "tracks" was said at r >= 0.7. Over 4 shapes (seeds x epochs) the
+    new verdict says "tracks" at most at its one-sided level (2.5%, bound 5% over 150 draws)."""
+    from netprobe.shadow.summary import tracking_correlation
+
+    rng = np.random.default_rng(13)
+    for seeds, epochs in ((3, 4), (4, 4), (4, 10), (8, 6)):
+        old, tracks = [], 0
+        for _ in range(150):
+            real, syn = _falling(rng, seeds, epochs, kind)
+            old.append(np.median([sh.pearson(a, b) for a, b in zip(real, syn, strict=True)]))
+            tracks += tracking_correlation(real, syn)["verdict"] == "tracks"
+        if kind == "white" and epochs == 10:
+            assert np.median(old) > 0.9  # the statistic this replaces
+        assert tracks / 150 <= 0.05, (seeds, epochs, tracks)
+
+
+@pytest.mark.parametrize("kind", ["white", "walk", "rate"])
+def test_curves_that_move_together_track(kind: str) -> None:
+    from netprobe.shadow.summary import tracking_correlation
+
+    rng = np.random.default_rng(14)
+    for seeds, epochs, power in ((4, 10, 0.9), (6, 6, 0.9), (4, 4, 0.5)):
+        hits = 0
+        for _ in range(100):
+            real, syn = _falling(rng, seeds, epochs, kind, together=10.0)
+            hits += tracking_correlation(real, syn)["verdict"] == "tracks"
+        assert hits / 100 >= power, (seeds, epochs, hits)
+
+
 def _fake(arm: str, seed: int, errs: list[float]) -> sh.RunResult:
     rows = [{"arm": arm, "seed": seed, "epoch": i + 1, "test_error": e, "synthetic_test_error": e + 0.01,
              "train_loss": e, "seconds": 2.0 if arm == "shadow" else 1.0, "wall_seconds": float(i)}
@@ -436,6 +544,16 @@ def test_one_seed_conclusion_reads_without_nested_parentheses_or_bad_plurals() -
                        settings={}, data={}, model={})
     assert "2 seeds)" in two.conclusion and _nesting(two.conclusion) <= 1
     assert [sh.plural(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]
+    # the terminal table too (issue 13 item 7: "1 seed(s) per arm")
+    from rich.console import Console
+
+    from netprobe.render import shadow_table
+
+    for report, title in ((rep, "1 seed per arm"), (two, "2 seeds per arm")):
+        console = Console(record=True, width=160)
+        console.print(shadow_table(report))
+        text = console.export_text()
+        assert title in text and "seed(s)" not in text
 
 
 def test_summary_takes_the_cost_from_cpu_time_and_notes_noisy_timings() -> None:

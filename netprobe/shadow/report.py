@@ -49,6 +49,22 @@ def _pts(v: float) -> str:
     return f"{100 * v:+.2f}" if v is not None and math.isfinite(v) else "n/a"
 
 
+def _num(v: Any) -> float:
+    return float(v) if v is not None else math.nan
+
+
+def _tracking_cell(r: dict[str, Any]) -> str:
+    """An arm's tracking: ``0.40 (-0.20 to 0.80): no clear tracking`` (docs/science.md §4.8)."""
+    if "tracking" not in r:  # a report.json written before tracking had an interval
+        v = _num(r.get("tracking_r_mean"))
+        return f"{v:.2f}" if math.isfinite(v) else "n/a"
+    v, low, high = _num(r["tracking_r"]), _num(r["tracking_low"]), _num(r["tracking_high"])
+    if not math.isfinite(v):
+        return str(r["tracking"])
+    ci = f" ({low:.2f} to {high:.2f})" if math.isfinite(low) else ""
+    return f"{v:.2f}{ci}: {r['tracking']}"
+
+
 @dataclass
 class ShadowReport:
     """Everything ``shadow-train`` reports: the per-epoch history of every arm x seed, per-arm
@@ -195,6 +211,8 @@ class ShadowReport:
         tr = saved["tracking"]
         tr["pooled_r"] = math.nan if tr.get("pooled_r") is None else tr["pooled_r"]
         tr["per_arm_r"] = {a: math.nan if r is None else r for a, r in tr["per_arm_r"].items()}
+        for t in tr.get("per_arm", {}).values():
+            t.update({k: math.nan for k, v in t.items() if v is None})
         keys = ("summary", "comparisons", "tracking", "settings", "data", "model", "runs", "notes")
         return cls(
             arms=list(saved["arms"]),
@@ -233,9 +251,7 @@ class ShadowReport:
                 "final test error": pm(r, "final_test_error"),
                 "mean test error over epochs": pm(r, "mean_test_error"),
                 "final synthetic test error": pm(r, "final_synthetic_test_error"),
-                "tracking r": f"{r['tracking_r_mean']:.2f}"
-                if r["tracking_r_mean"] is not None and math.isfinite(r["tracking_r_mean"])
-                else "n/a",
+                "tracking (r, 95% CI)": _tracking_cell(r),
                 "train s/epoch": f"{r['train_seconds_per_epoch']:.1f}",
             }
             for r in self.summary

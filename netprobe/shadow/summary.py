@@ -1,6 +1,8 @@
 """What a SHADOW experiment shows: per-arm statistics over seeds, paired SHADOW-vs-reference
-differences with t confidence intervals, what SHADOW costs, the synthetic/real tracking
-correlation and a plain conclusion (:func:`summarise` -> :class:`~.report.ShadowReport`).
+differences with t confidence intervals (none, and no verdict, from zero spread), what SHADOW
+costs, whether synthetic test error tracks real test error (epoch-to-epoch changes across seeds,
+with a jackknife interval: :func:`tracking_correlation`) and a plain conclusion (:func:`summarise`
+-> :class:`~.report.ShadowReport`). Statistics: docs/science.md §4.8.
 
 :func:`summarise` runs as named steps (:func:`_run_records`, :func:`_arm_summary`,
 :func:`_compare`, :func:`_tracking`, :func:`_conclusion`), each a function of the results.
@@ -53,11 +55,94 @@ def pearson(a: Sequence[float | None], b: Sequence[float | None]) -> float:
     return sab / math.sqrt(saa * sbb)
 
 
+def _centred_changes(curves: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Each seed's epoch-to-epoch changes minus the mean change over seeds at that epoch: what
+    is left once the fall every run shares is taken out (docs/science.md §4.8)."""
+    changes = [[b - a for a, b in zip(c, c[1:], strict=False)] for c in curves]
+    mean = [sum(col) / len(col) for col in zip(*changes, strict=True)]
+    return [[x - m for x, m in zip(c, mean, strict=True)] for c in changes]
+
+
+def _change_r(real: Sequence[Sequence[float]], syn: Sequence[Sequence[float]]) -> float:
+    """Correlation of the centred changes pooled over seeds and epochs; NaN when either side
+    does not vary."""
+    u = [x for c in _centred_changes(real) for x in c]
+    w = [x for c in _centred_changes(syn) for x in c]
+    suw = sum(x * y for x, y in zip(u, w, strict=True))
+    suu, sww = sum(x * x for x in u), sum(y * y for y in w)
+    if suu <= ZERO_SPREAD**2 or sww <= ZERO_SPREAD**2:
+        return float("nan")
+    return suw / math.sqrt(suu * sww)
+
+
+def _fisher_z(r: float) -> float:
+    # |r| = 1 (perfectly matched changes) is clipped so the leave-one-out spread stays finite
+    return math.atanh(max(-1 + 1e-12, min(1 - 1e-12, r)))
+
+
+def tracking_correlation(
+    real: Sequence[Sequence[float]], synthetic: Sequence[Sequence[float]], level: float = 0.95
+) -> dict[str, Any]:
+    """Does synthetic test error track real test error? One arm's curves, one per seed
+    (``real[s][e]``, ``synthetic[s][e]``), cut to their common length.
+
+    r is the correlation of epoch-to-epoch changes, each relative to the mean change over seeds
+    at that epoch: when a seed's real error falls more than the other seeds' do, does its
+    synthetic error fall more too? The raw curves would correlate because both fall with
+    training (unrelated falling curves: r ≈ 0.97). The interval is a jackknife over seeds on
+    Fisher's z with a t(S − 1) quantile: seeds are the independent units, while changes within a
+    run are not independent. Verdict "tracks" when the interval lies above 0
+    (docs/science.md §4.8). Needs 3 seeds and 2 epochs; otherwise, or with no leave-one-out
+    spread, no interval and "cannot tell"."""
+    from scipy.special import stdtrit
+
+    k = min([len(c) for c in [*real, *synthetic]], default=0)
+    real, synthetic = [list(c[:k]) for c in real], [list(c[:k]) for c in synthetic]
+    n = len(real)
+    out: dict[str, Any] = {
+        "r": float("nan"),
+        "low": float("nan"),
+        "high": float("nan"),
+        "seeds": n,
+        "changes": max(k - 1, 0),
+    }
+    if n < 3 or k < 2:
+        why = f"{plural(n, 'seed')}, 3 needed" if n < 3 else "fewer than 2 epochs"
+        return {**out, "verdict": f"cannot tell: {why}"}
+    r = _change_r(real, synthetic)
+    loo = [
+        _change_r(real[:i] + real[i + 1 :], synthetic[:i] + synthetic[i + 1 :]) for i in range(n)
+    ]
+    out["r"] = r
+    if not math.isfinite(r) or not all(math.isfinite(x) for x in loo):
+        return {**out, "verdict": "cannot tell: an error curve does not change"}
+    z = [_fisher_z(x) for x in loo]
+    zbar = sum(z) / n
+    se = math.sqrt((n - 1) / n * sum((x - zbar) ** 2 for x in z))
+    if se <= 0:
+        return {**out, "verdict": "cannot tell: no spread between seeds"}
+    half = float(stdtrit(n - 1, 0.5 + level / 2)) * se
+    low, high = math.tanh(_fisher_z(r) - half), math.tanh(_fisher_z(r) + half)
+    verdict = "tracks" if low > 0 else "moves against it" if high < 0 else "no clear tracking"
+    return {**out, "low": low, "high": high, "verdict": verdict}
+
+
+#: differences whose standard deviation is below this (relative to the largest error) count as
+#: identical: test errors are counts over a test set, so two seeds that differ by the same count
+#: give differences equal up to float rounding (36/1000 − 34/1000 ≠ 97/1000 − 95/1000 by 7e-18)
+ZERO_SPREAD = 1e-9
+
+
 def paired_difference(
     a: Sequence[float], b: Sequence[float], level: float = 0.95
 ) -> dict[str, float]:
     """Mean of a_i − b_i over paired seeds with a two-sided t confidence interval and the paired
-    t-test p-value (NaN with one pair; zero spread gives a zero-width interval)."""
+    t-test p-value (docs/science.md §4.8).
+
+    The interval and p are NaN with fewer than 2 pairs, and also when every pair gives the same
+    difference (zero spread, up to float rounding: :data:`ZERO_SPREAD`): the t interval then has
+    zero width and p = 0 from as few as 2 seeds, which a discrete test error makes common and which
+    says nothing about the next seed. :func:`_verdict` reads NaN as "cannot tell"."""
     # Student t CDF and quantile (scipy.stats imports slowly)
     from scipy.special import stdtr, stdtrit
 
@@ -74,12 +159,13 @@ def paired_difference(
     }
     if n >= 2:
         sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+        scale = max(1.0, *(abs(float(x)) for x in [*a, *b]))
+        if sd <= ZERO_SPREAD * scale:
+            out["sd"] = 0.0  # identical differences: no interval, no test
+            return out
         half = float(stdtrit(n - 1, 0.5 + level / 2)) * sd / math.sqrt(n)
         out.update(sd=sd, low=mean - half, high=mean + half)
-        if sd > 0:
-            out["p"] = float(2 * stdtr(n - 1, -abs(mean / (sd / math.sqrt(n)))))
-        else:
-            out["p"] = 1.0 if mean == 0 else 0.0
+        out["p"] = float(2 * stdtr(n - 1, -abs(mean / (sd / math.sqrt(n)))))
     return out
 
 
@@ -155,19 +241,16 @@ def _pct(v: float) -> str:
     return f"{100 * v:.2f}%" if math.isfinite(v) else "n/a"
 
 
-def _tracks(r: float) -> str:
-    """Words for a tracking correlation."""
-    if r >= 0.7:
-        return "tracks"
-    if r >= 0.3:
-        return "tracks weakly"
-    return "does not track"
+NO_SPREAD = "cannot tell: every seed gave the same difference"
 
 
 def _verdict(d: Mapping[str, float]) -> str:
-    """helped / hurt / no clear difference, from where the CI lies."""
+    """helped / hurt / no clear difference, from where the CI lies; "cannot tell" without an
+    interval (one seed, or every seed gave the same difference)."""
     if int(d["n"]) < 2:
         return "cannot tell from one seed"
+    if not (math.isfinite(d["low"]) and math.isfinite(d["high"])):
+        return NO_SPREAD
     if d["high"] < 0:
         return "helped"
     if d["low"] > 0:
@@ -200,10 +283,6 @@ def _run_records(results: Sequence[RunResult]) -> list[dict[str, Any]]:
             "final_synthetic_test_error": _final(r, "synthetic_test_error"),
             "final_train_loss": _final(r, "train_loss"),
             "mean_test_error": _over_epochs(r, "test_error"),
-            "tracking_r": pearson(
-                [x.get("test_error") for x in r.rows],
-                [x.get("synthetic_test_error") for x in r.rows],
-            ),
             "train_seconds": sum(float(x.get("seconds", 0.0)) for x in r.rows),
             "train_cpu_seconds": sum(float(x.get("cpu_seconds") or 0.0) for x in r.rows),
             "generation_seconds": r.generation_seconds,
@@ -214,13 +293,12 @@ def _run_records(results: Sequence[RunResult]) -> list[dict[str, Any]]:
     ]
 
 
-def _arm_summary(arm: str, runs: Sequence[RunResult], records: Sequence[dict[str, Any]]) -> dict:
-    """Mean ± std over the arm's seeds."""
+def _arm_summary(arm: str, runs: Sequence[RunResult], tracking: Mapping[str, Any]) -> dict:
+    """Mean ± std over the arm's seeds, and the arm's tracking (:func:`tracking_correlation`)."""
     fe = _mean_std([_final(r, "test_error") for r in runs])
     me = _mean_std([_over_epochs(r, "test_error") for r in runs])
     se = _mean_std([_final(r, "synthetic_test_error") for r in runs])
     tl = _mean_std([_final(r, "train_loss") for r in runs])
-    rm = _mean_std([rec["tracking_r"] for rec in records if rec["arm"] == arm])
     secs = [float(x.get("seconds", 0.0)) for r in runs for x in r.rows]
     return {
         "arm": arm,
@@ -233,8 +311,10 @@ def _arm_summary(arm: str, runs: Sequence[RunResult], records: Sequence[dict[str
         "final_synthetic_test_error_std": se[1],
         "final_train_loss_mean": tl[0],
         "final_train_loss_std": tl[1],
-        "tracking_r_mean": rm[0],
-        "tracking_r_std": rm[1],
+        "tracking_r": tracking["r"],
+        "tracking_low": tracking["low"],
+        "tracking_high": tracking["high"],
+        "tracking": tracking["verdict"],
         "train_seconds_per_epoch": sum(secs) / len(secs) if secs else float("nan"),
     }
 
@@ -285,6 +365,7 @@ _WORDS = {
     "helped": "SHADOW helped",
     "hurt": "SHADOW hurt",
     "no clear difference": "no clear difference: SHADOW did not clearly help",
+    NO_SPREAD: f"{NO_SPREAD}, so whether SHADOW helps needs more seeds",
 }
 
 
@@ -296,10 +377,15 @@ def _sentence(final: Mapping[str, Any], over: Mapping[str, Any], per_arm: Mappin
         f"{_pct(per_arm[ref]['final_test_error_mean'])}, difference {_pts(final['mean'])} points"
     )
     if n >= 2:
+        ci = (
+            f"95% CI {_pts(final['low'])} to {_pts(final['high'])}"
+            if math.isfinite(final["low"])
+            else "the same in every seed, so no interval"
+        )
         text += (
-            f" (95% CI {_pts(final['low'])} to {_pts(final['high'])}, {plural(n, 'seed')}): "
-            f"{_WORDS.get(final['verdict'], final['verdict'])}. Averaged over epochs (how fast "
-            f"the error falls) the difference is {_pts(over['mean'])} points: {over['verdict']}."
+            f" ({ci}, {plural(n, 'seed')}): {_WORDS.get(final['verdict'], final['verdict'])}. "
+            "Averaged over epochs (how fast the error falls) the difference is "
+            f"{_pts(over['mean'])} points: {over['verdict']}."
         )
     else:
         text += (
@@ -314,30 +400,58 @@ def _sentence(final: Mapping[str, Any], over: Mapping[str, Any], per_arm: Mappin
     return text
 
 
-def _tracking(summary: Sequence[Mapping[str, Any]], results: Sequence[RunResult]) -> dict:
-    """Per-arm and pooled correlation of synthetic with real test error, in words too."""
-    real = [float(x["test_error"]) for r in results for x in r.rows if x.get("test_error") is not None and x.get("synthetic_test_error") is not None]  # fmt: skip
-    syn = [float(x["synthetic_test_error"]) for r in results for x in r.rows if x.get("test_error") is not None and x.get("synthetic_test_error") is not None]  # fmt: skip
-    pooled = pearson(real, syn)
-    r_by_arm = {s["arm"]: s["tracking_r_mean"] for s in summary}
-    known = {a: r for a, r in r_by_arm.items() if math.isfinite(r)}
-    if known:
-        parts = [f"{a} r = {r:.2f}, {_tracks(r)}" for a, r in known.items()]
-        text = (
-            "Pearson r between each run's real test-error curve and its synthetic test-error curve "
-            "(the synthetic test set is generated from the test inputs by the run's current net each "
-            f"epoch), averaged per arm: {'; '.join(parts)}. Pooled over every arm, seed and epoch "
-            f"r = {pooled:.2f}. The paper's claim is that the synthetic error tracks the real one."
+def _curve(r: RunResult) -> tuple[list[float], list[float]]:
+    """A run's real and synthetic test-error curves over the epochs that have both."""
+    both = [x for x in r.rows if x.get("test_error") is not None and x.get("synthetic_test_error") is not None]  # fmt: skip
+    return [float(x["test_error"]) for x in both], [float(x["synthetic_test_error"]) for x in both]
+
+
+def _ci_words(t: Mapping[str, Any]) -> str:
+    """``r = 0.40, 95% CI -0.20 to 0.80, 4 seeds x 3 changes: no clear tracking``."""
+    if not math.isfinite(t["r"]):
+        return t["verdict"]
+    text = f"r = {t['r']:.2f}"
+    if math.isfinite(t["low"]):
+        text += f", 95% CI {t['low']:.2f} to {t['high']:.2f}"
+    size = f"{plural(t['seeds'], 'seed')} x {plural(t['changes'], 'change')}"
+    return f"{text}, {size}: {t['verdict']}"
+
+
+def _tracking(arms: Sequence[str], by_arm: Mapping[str, Sequence[RunResult]]) -> dict:
+    """Per-arm tracking of real by synthetic test error (:func:`tracking_correlation`), in
+    words too, and the descriptive correlation of the raw curves pooled over every run
+    (``pooled_r``, what the tracking figure's scatter shows)."""
+    per_arm = {}
+    for a in arms:
+        curves = [_curve(r) for r in by_arm[a]]
+        per_arm[a] = tracking_correlation([c[0] for c in curves], [c[1] for c in curves])
+    pooled = pearson(
+        [x for r in by_arm.values() for run in r for x in _curve(run)[0]],
+        [y for r in by_arm.values() for run in r for y in _curve(run)[1]],
+    )
+    parts = [f"{a}: {_ci_words(t)}" for a, t in per_arm.items()]
+    text = (
+        "Tracking is measured on epoch-to-epoch changes, each taken relative to the arm's mean "
+        "change at that epoch over seeds, so the fall that every run shares does not count: when "
+        "a seed's real test error falls more than the other seeds' do, does its synthetic test "
+        "error (generated from the test inputs by the run's current net each epoch) fall more "
+        'too? The 95% CI is a jackknife over seeds; "tracks" means the interval lies above 0. '
+        f"{'; '.join(parts)}."
+    )
+    if math.isfinite(pooled):
+        text += (
+            f" The raw curves pooled over every arm, seed and epoch correlate with r = {pooled:.2f}; "
+            "that is not evidence of tracking, since two curves that both fall with training "
+            "correlate whether or not they are related."
         )
-        line = "Does synthetic test error track real test error? " + "; ".join(parts) + "."
-    else:
-        text = (
-            "The tracking correlation needs at least 3 epochs with changing errors per run; this "
-            "run has too few"
-            + (f": pooled over runs r = {pooled:.2f}." if math.isfinite(pooled) else ".")
-        )
-        line = ""
-    return {"pooled_r": pooled, "per_arm_r": r_by_arm, "text": text, "line": line}
+    line = "Does synthetic test error track real test error? " + "; ".join(parts) + "."
+    return {
+        "per_arm": per_arm,
+        "per_arm_r": {a: t["r"] for a, t in per_arm.items()},
+        "pooled_r": pooled,
+        "text": text,
+        "line": line,
+    }
 
 
 def _conclusion(
@@ -388,14 +502,14 @@ def summarise(
     arms = list(dict.fromkeys(r.arm.name for r in results))
     seeds = list(dict.fromkeys(r.seed for r in results))
     by = {(r.arm.name, r.seed): r for r in results}
-    records = _run_records(results)
-    summary = [_arm_summary(a, [by[(a, s)] for s in seeds if (a, s) in by], records) for a in arms]
+    by_arm = {a: [by[(a, s)] for s in seeds if (a, s) in by] for a in arms}
+    tracking = _tracking(arms, by_arm)
+    summary = [_arm_summary(a, by_arm[a], tracking["per_arm"][a]) for a in arms]
     comparisons: list[dict[str, Any]] = []
     for a in arms:
         ref = Arm(a).reference
         if ref is not None and ref in arms:
             comparisons += _compare(a, ref, by, seeds, timing)
-    tracking = _tracking(summary, results)
     return ShadowReport(
         arms=arms,
         seeds=seeds,
@@ -407,6 +521,6 @@ def summarise(
         settings=dict(settings),
         data=dict(data),
         model=dict(model),
-        runs=records,
+        runs=_run_records(results),
         notes=_notes(seeds, comparisons),
     )
