@@ -442,12 +442,18 @@ def shadow_tracking(
         title="Real (solid) and synthetic (dashed) test error",
     )
     ax_c.xaxis.set_major_locator(MaxNLocator(integer=True))
-    r = tracking.get("pooled_r")
-    rtxt = f"pooled r = {r:.2f}" if isinstance(r, float) and r == r else "r: too few epochs"
-    ax_s.set(
-        xlabel="real test error (%)",
-        ylabel="synthetic test error (%)",
-        title=f"Every arm, seed and epoch ({rtxt})",
+    # the tracking statistic is per arm, on epoch-to-epoch changes, with a CI over seeds
+    # (docs/science.md §4.8); the raw curves' pooled r only describes the scatter
+    parts = []
+    for arm, t in (tracking.get("per_arm") or {}).items():
+        r, lo, hi = t.get("r"), t.get("low"), t.get("high")
+        if isinstance(r, float) and r == r and isinstance(lo, float) and lo == lo:
+            parts.append(f"{arm}: r {r:.2f} [{lo:.2f}, {hi:.2f}]")
+    rtxt = "\n".join(parts) if parts else "cannot tell"
+    ax_s.set(xlabel="real test error (%)", ylabel="synthetic test error (%)")
+    ax_s.set_title(
+        f"Every arm, seed and epoch\ntracking on epoch-to-epoch changes (95% CI):\n{rtxt}",
+        fontsize=9,
     )
     for ax in (ax_c, ax_s):
         ax.grid(alpha=0.3)

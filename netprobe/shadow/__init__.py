@@ -72,7 +72,14 @@ from .inputs import (
 )
 from .options import SETTINGS_FILE, ShadowOptions, is_complete, resumed_options
 from .report import ShadowReport, sample_grid
-from .summary import cost_ratio, paired_difference, pearson, plural, summarise
+from .summary import (
+    cost_ratio,
+    paired_difference,
+    pearson,
+    plural,
+    summarise,
+    tracking_correlation,
+)
 from .train import shadow_train
 
 __all__ = [
@@ -99,6 +106,7 @@ __all__ = [
     "match_moments",
     "model_spec",
     "paired_difference",
+    "tracking_correlation",
     "parse_arms",
     "parse_seeds",
     "pearson",
