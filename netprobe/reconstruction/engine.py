@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import NothingToAnalyseError, OptionError
-from .netlayers import HiddenLayer, RectifierCall, RectifierMode, eval_mode
-from .recon_metrics import METRICS, compare, nan, norm, pixel_metrics
-from .recon_report import ARMS, LayerInfo, ReconstructionReport
-from .reverse import ReverseNet, gaussian_blur, parse_gen_scale, random_like_sparsity
-from .seeds import derive_seed
+from ..errors import NothingToAnalyseError, OptionError
+from ..netlayers import HiddenLayer, RectifierCall, RectifierMode, eval_mode
+from ..reverse import ReverseNet, gaussian_blur, parse_gen_scale, random_like_sparsity
+from ..seeds import derive_seed
+from .metrics import METRICS, compare, nan, norm, pixel_metrics
+from .report import ARMS, LayerInfo, ReconstructionReport
 
 Progress = Callable[[int, int, str], None]
 
@@ -72,7 +72,7 @@ def control_nets(
     ``source`` is the LoadedModel (or module) the model came from: the fresh
     initialisation is :func:`netprobe.seeds.fresh_init` of it, the one fresh init every
     command uses. An architecture that cannot be re-initialised leaves that arm out."""
-    from .seeds import fresh_init
+    from ..seeds import fresh_init
 
     nets: dict[str, nn.Module] = {}
     notes: list[str] = []
@@ -100,7 +100,7 @@ def check_options(
 ) -> None:
     """The reconstruction options' ranges, one message each, checked before anything is
     loaded or written."""
-    from .reverse import UNPOOL_MODES
+    from ..reverse import UNPOOL_MODES
 
     if num is not None and num < 1:
         raise OptionError(f"--num {num}: must be at least 1", hint="e.g. --num 32")
@@ -162,7 +162,7 @@ def _display(
     if t.ndim != 4 or len(t) == 0:
         return np.zeros((0,), dtype=np.float32)
     if mean is not None and std is not None:
-        from .data import unnormalise
+        from ..data import unnormalise
 
         t = unnormalise(t, mean, std, clamp=not stretch)
     if stretch or mean is None or std is None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .recon_metrics import METRICS
-from .report import OutputDir, as_output_dir
+from ..report import OutputDir, as_output_dir
+from .metrics import METRICS
 
 ARMS = ("model", "fresh-init", "permuted", "random-h")
 ARM_HELP = {
@@ -203,7 +203,7 @@ class ReconstructionReport:
         }
 
     def to_markdown(self) -> str:
-        from .report import markdown_table
+        from ..report import markdown_table
 
         o = self.options
         text = f"# Reverse reconstruction of {self.model}\n\n"
@@ -257,7 +257,7 @@ class ReconstructionReport:
         """Write metrics.csv, summary.csv, report.json, report.md, the figures (grid.png
         when the inputs are images, depth.png) and tensors.npz (when tensors were kept)
         into ``output``; returns the file names."""
-        from .plots import reconstruction_depth, reconstruction_grid
+        from ..plots import reconstruction_depth, reconstruction_grid
 
         out = as_output_dir(output)
         names = ["metrics.csv", "summary.csv", "report.json", "report.md"]

@@ -14,8 +14,9 @@ switches: what the switches alone leak).
 
 :func:`reconstruct` is the one pipeline (``netprobe reconstruct``, ``netprobe.reconstruct``
 and ``netprobe check``'s reconstruct rule all call it): validate the options, load the model,
-pick and prepare the inputs, select the layers, :func:`run`. The metrics live in
-:mod:`netprobe.recon_metrics`, the report in :mod:`netprobe.recon_report`.
+pick and prepare the inputs, select the layers, :func:`~netprobe.reconstruction.engine.run`.
+This module is the entry point; the arms run in :mod:`.engine`, the per-sample metrics live in
+:mod:`.metrics`, the report in :mod:`.report`.
 """
 
 from __future__ import annotations
@@ -29,32 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import OptionError
-from .netlayers import HiddenLayer, eval_mode, hidden_layers, resolve_layer
-from .recon_engine import Progress, check_options, control_nets, permuted_weights, run
-from .recon_metrics import METRICS, compare, pixel_metrics, ssim
-from .recon_report import ARM_HELP, ARMS, LayerInfo, ReconstructionReport
-from .reverse import ReverseNet, parse_gen_scale
-
-__all__ = [
-    "ARMS",
-    "ARM_HELP",
-    "METRICS",
-    "LayerInfo",
-    "ReconstructionReport",
-    "check_error",
-    "check_options",
-    "compare",
-    "control_nets",
-    "parse_floats",
-    "permuted_weights",
-    "pick",
-    "pixel_metrics",
-    "reconstruct",
-    "run",
-    "select_layers",
-    "ssim",
-]
+from ..errors import OptionError
+from ..netlayers import HiddenLayer, eval_mode, hidden_layers, resolve_layer
+from ..reverse import ReverseNet, parse_gen_scale
+from .engine import Progress, check_options, run
+from .report import ReconstructionReport
 
 Log = Callable[[str], None]
 
@@ -138,7 +118,7 @@ def choose_inputs(
     used as they are, and give the input shape when the model does not record one. By
     default a 3-channel (ImageNet-shaped) model gets the bundled photographs, any other the
     bundled MNIST digits; ``log`` says which inputs were used and why."""
-    from .data import bundled_digits, bundled_photos, load_dataset
+    from ..data import bundled_digits, bundled_photos, load_dataset
 
     shape = lm.input_shape
     given = inputs if inputs is not None else dataset
@@ -261,9 +241,9 @@ def reconstruct(
     ``pixel_metrics=False`` skips PSNR and SSIM. ``log(text)`` receives what was chosen and
     why (inputs, input shape, batch size); ``progress(done, total, label)`` the work done.
     """
-    from .data import prepare
-    from .loading import ensure_loaded
-    from .runtime import resolve_device
+    from ..data import prepare
+    from ..loading import ensure_loaded
+    from ..runtime import resolve_device
 
     say: Log = log or (lambda _text: None)
     # 1. options, before anything is loaded
