@@ -176,16 +176,22 @@ def test_run_measures_every_arm_and_real_h_beats_random_h() -> None:
         net, x, hidden, batch_size=4, mean=(0.1307,), std=(0.3081,), model_name="digitnet", show=2
     )
     assert rep.arms == list(ARMS)
-    assert len(rep.samples) == len(x) * 3 * 4
+    # model, permuted, random-h once; fresh-init and its random-h once per init (5 by default)
+    assert len(rep.samples) == len(x) * 3 * (3 + 2 * 5)
     frame = rep.to_frame()
-    assert len(frame) == 3 * 4 and {"rel_err_scaled", "jaccard_thr", "ssim", "top1_agree"} <= set(
+    assert len(frame) == 3 * 5 and {"rel_err_scaled", "jaccard_thr", "ssim", "top1_agree"} <= set(
         frame.columns
     )
+    assert {"err_ratio", "ci_low", "ci_high", "pairs", "verdict"} <= set(frame.columns)
     for row in rep.layer_headlines():
         assert row["err_model"] < row["err_random_h"]  # structure in real h survives the round trip
-    assert all("lower error" in t for t in rep.headline_text())
+        assert row["random_h_high"] < 1 and row["random_h_verdict"] == "better"
+    texts = rep.headline_text()
+    assert all("lower: better than random h" in t and "8 inputs" in t for t in texts[:3])
+    assert all("learned structure?" in t and "5 fresh inits × 8 inputs" in t for t in texts[3:])
     head = rep.headline()  # what run.json records
-    assert set(head["rel_err_scaled"]) == {"h1", "h2", "h3"} and len(head["headline"]) == 3
+    assert set(head["rel_err_scaled"]) == {"h1", "h2", "h3"} and len(head["headline"]) == 6
+    assert len(head["random_h"]) == 3 and len(head["learned_structure"]) == 3
     info = {i.name: i for i in rep.layers}
     assert (
         info["h2"].below == 1 and info["h2"].below_units == 32 * 14 * 14
@@ -259,13 +265,14 @@ def test_progress_is_reported_per_arm_batch_and_layer() -> None:
     hidden, _ = select_layers(net, (1, 28, 28), "h1,h2")
     calls: list[tuple[int, int, str]] = []
     run(net, _digits(5), hidden, batch_size=2, progress=lambda d, t, s: calls.append((d, t, s)))
-    total = 3 * 3 * 2  # nets (model, fresh-init, permuted) x batches x layers
+    total = 7 * 3 * 2  # nets (model, 5 fresh inits, permuted) x batches x layers
     work = [c for c in calls if "fitting" not in c[2]]
     assert [c[0] for c in work] == list(range(1, total + 1)) and {c[1] for c in calls} == {total}
     assert calls[-1][2] == "permuted h2 (batch 3/3)"
     assert [c[2] for c in calls if "fitting" in c[2]] == [
         "model: fitting α",
         "fresh-init: fitting α",
+        *[f"fresh-init#{k}: fitting α" for k in range(2, 6)],
         "permuted: fitting α",
     ]
 
@@ -324,7 +331,7 @@ def test_cli_writes_every_output(tmp_path: Path) -> None:
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["options"]["layer"] == "h2" and run_json["headline"]
     lines = (out / "metrics.csv").read_text().splitlines()
-    assert len(lines) == 1 + 4 * 4
+    assert len(lines) == 1 + 4 * (3 + 2 * 5)  # model, permuted, random-h; 5 fresh inits x 2
     with np.load(out / "tensors.npz") as z:
         assert z["x"].shape == (4, 1, 28, 28)
 

@@ -220,6 +220,7 @@ def reconstruct(
     unpool: str = "random",
     smooth: float = 0.0,
     controls: bool = True,
+    fresh_inits: int = 5,
     pixel_metrics: bool = True,
     save_tensors: bool = False,
     show: int = 4,
@@ -238,7 +239,10 @@ def reconstruct(
     ``dataset`` (a torchvision name), else the bundled photographs for a 3-channel model and
     the bundled digits otherwise; ``num`` of them, a seeded subset. ``gen_scale`` is α
     (``theory``, ``calibrated`` or a number), ``gen_keep`` the generation keep-probability ρ.
-    ``pixel_metrics=False`` skips PSNR and SSIM. ``log(text)`` receives what was chosen and
+    ``controls=False`` skips the controls; ``fresh_inits`` is how many independent fresh
+    initialisations the fresh-init control draws (the learned-structure question's interval
+    comes from their spread: 3 or more; docs/science.md §4.7). ``pixel_metrics=False`` skips
+    PSNR and SSIM. ``log(text)`` receives what was chosen and
     why (inputs, input shape, batch size); ``progress(done, total, label)`` the work done.
     """
     from ..data import prepare
@@ -247,7 +251,14 @@ def reconstruct(
 
     say: Log = log or (lambda _text: None)
     # 1. options, before anything is loaded
-    check_options(smooth=smooth, batch_size=batch_size, gen_keep=gen_keep, unpool=unpool, num=num)
+    check_options(
+        smooth=smooth,
+        batch_size=batch_size,
+        gen_keep=gen_keep,
+        unpool=unpool,
+        num=num,
+        fresh_inits=fresh_inits,
+    )
     if inputs is not None and dataset is not None:
         raise OptionError("--inputs and --dataset both given", hint="pass one source of inputs")
     scale = parse_gen_scale(gen_scale)
@@ -294,6 +305,7 @@ def reconstruct(
         unpool=unpool,
         smooth=smooth,
         controls=controls,
+        fresh_inits=fresh_inits,
         pixel_metrics=pixel_metrics,
         seed=seed,
         batch_size=batch_size,
