@@ -137,7 +137,7 @@ def ssim_direct(x: torch.Tensor, y: torch.Tensor, win: int = 11) -> torch.Tensor
 
 
 def bench_ssim(batch: int, devices: list[str], repeat: int) -> None:
-    from netprobe.recon_metrics import ssim
+    from netprobe.reconstruction.metrics import ssim
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, 224, 224, generator=g)

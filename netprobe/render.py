@@ -233,14 +233,35 @@ def _f(v: Any, digits: int = 2) -> str:
     return "—" if v is None or v != v else f"{v:.{digits}f}"
 
 
+def _ratio_cells(r: dict[str, Any]) -> list[str]:
+    """A control row's paired comparison: the error ratio (its subject's error over this
+    arm's, geometric mean over inputs) and its 95% interval; "—" for the model's row."""
+    from .reconstruction.paired import fmt_ratio
+
+    nan = float("nan")
+    ratio, low, high = (float(r.get(k) or nan) for k in ("err_ratio", "ci_low", "ci_high"))
+    if ratio != ratio:
+        return ["—", "—"]
+    if low != low or high != high:
+        return [fmt_ratio(ratio), "—"]
+    return [
+        fmt_ratio(ratio, low, high),
+        f"{fmt_ratio(low, low, high)}–{fmt_ratio(high, low, high)}",
+    ]
+
+
 def reconstruct_table(report: Any) -> Any:
-    """Summary of a ReconstructionReport: one row per (layer, arm), then the headline."""
+    """Summary of a ReconstructionReport: one row per (layer, arm) with each control's paired
+    error ratio and 95% CI (when the report has them), then the verdicts."""
     o = report.options
+    frame = report.to_frame()
+    paired = "err_ratio" in frame.columns
     columns = [
         Col("layer", NAME),
         Col("arm"),
         Col("err", right=True, drop=4),
         Col("scaled", right=True),
+        *([Col("ratio", right=True, drop=1), Col("95% CI", right=True, drop=1)] if paired else []),
         Col("s", right=True, drop=5),
         Col("cos", right=True, drop=3),
         Col("J", right=True, drop=1),
@@ -251,7 +272,7 @@ def reconstruct_table(report: Any) -> Any:
     ]
     rows, styles, sections = [], [], []
     last = None
-    for r in report.to_frame().to_dict(orient="records"):
+    for r in frame.to_dict(orient="records"):
         if last is not None and r["layer"] != last:
             sections.append(len(rows))
         last = r["layer"]
@@ -261,6 +282,7 @@ def reconstruct_table(report: Any) -> Any:
                 r["arm"],
                 fmt_num(r["rel_err"], 2),
                 _f(r["rel_err_scaled"]),
+                *(_ratio_cells(r) if paired else []),
                 fmt_num(r["scale"], 2),
                 _f(r["cosine"]),
                 _f(r["jaccard"]),
@@ -280,9 +302,11 @@ def reconstruct_table(report: Any) -> Any:
             f" ({report.num} inputs; gen-scale α {o.get('gen_scale')}, gen-keep ρ "
             f"{o.get('gen_keep')}, unpool {o.get('unpool')})",
         ),
-        caption="err = ‖h̃−h‖/‖h‖; scaled = after the best scalar rescale s; J = Jaccard of active "
-        "units (thr: with the theory's threshold b' = −δ‖h‖); PSNR/SSIM are context only; all in "
-        "report.md",
+        caption="err = ‖h̃−h‖/‖h‖; scaled = after the best scalar rescale s; ratio = the model's "
+        "scaled error over this control's (fresh-random-h: the fresh inits' over their random h), "
+        "geometric mean over inputs, with its 95% CI (fresh-init: across the inits); J = Jaccard "
+        "of active units (thr: with the theory's threshold b' = −δ‖h‖); PSNR/SSIM are context "
+        "only; all in report.md",
         styles=styles,
         sections=sections,
     )

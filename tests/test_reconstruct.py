@@ -176,16 +176,22 @@ def test_run_measures_every_arm_and_real_h_beats_random_h() -> None:
         net, x, hidden, batch_size=4, mean=(0.1307,), std=(0.3081,), model_name="digitnet", show=2
     )
     assert rep.arms == list(ARMS)
-    assert len(rep.samples) == len(x) * 3 * 4
+    # model, permuted, random-h once; fresh-init and its random-h once per init (5 by default)
+    assert len(rep.samples) == len(x) * 3 * (3 + 2 * 5)
     frame = rep.to_frame()
-    assert len(frame) == 3 * 4 and {"rel_err_scaled", "jaccard_thr", "ssim", "top1_agree"} <= set(
+    assert len(frame) == 3 * 5 and {"rel_err_scaled", "jaccard_thr", "ssim", "top1_agree"} <= set(
         frame.columns
     )
+    assert {"err_ratio", "ci_low", "ci_high", "pairs", "verdict"} <= set(frame.columns)
     for row in rep.layer_headlines():
         assert row["err_model"] < row["err_random_h"]  # structure in real h survives the round trip
-    assert all("lower error" in t for t in rep.headline_text())
+        assert row["random_h_high"] < 1 and row["random_h_verdict"] == "better"
+    texts = rep.headline_text()
+    assert all("lower: better than random h" in t and "8 inputs" in t for t in texts[:3])
+    assert all("learned structure?" in t and "5 fresh inits × 8 inputs" in t for t in texts[3:])
     head = rep.headline()  # what run.json records
-    assert set(head["rel_err_scaled"]) == {"h1", "h2", "h3"} and len(head["headline"]) == 3
+    assert set(head["rel_err_scaled"]) == {"h1", "h2", "h3"} and len(head["headline"]) == 6
+    assert len(head["random_h"]) == 3 and len(head["learned_structure"]) == 3
     info = {i.name: i for i in rep.layers}
     assert (
         info["h2"].below == 1 and info["h2"].below_units == 32 * 14 * 14
@@ -259,13 +265,14 @@ def test_progress_is_reported_per_arm_batch_and_layer() -> None:
     hidden, _ = select_layers(net, (1, 28, 28), "h1,h2")
     calls: list[tuple[int, int, str]] = []
     run(net, _digits(5), hidden, batch_size=2, progress=lambda d, t, s: calls.append((d, t, s)))
-    total = 3 * 3 * 2  # nets (model, fresh-init, permuted) x batches x layers
+    total = 7 * 3 * 2  # nets (model, 5 fresh inits, permuted) x batches x layers
     work = [c for c in calls if "fitting" not in c[2]]
     assert [c[0] for c in work] == list(range(1, total + 1)) and {c[1] for c in calls} == {total}
     assert calls[-1][2] == "permuted h2 (batch 3/3)"
     assert [c[2] for c in calls if "fitting" in c[2]] == [
         "model: fitting α",
         "fresh-init: fitting α",
+        *[f"fresh-init#{k}: fitting α" for k in range(2, 6)],
         "permuted: fitting α",
     ]
 
@@ -324,7 +331,7 @@ def test_cli_writes_every_output(tmp_path: Path) -> None:
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["options"]["layer"] == "h2" and run_json["headline"]
     lines = (out / "metrics.csv").read_text().splitlines()
-    assert len(lines) == 1 + 4 * 4
+    assert len(lines) == 1 + 4 * (3 + 2 * 5)  # model, permuted, random-h; 5 fresh inits x 2
     with np.load(out / "tensors.npz") as z:
         assert z["x"].shape == (4, 1, 28, 28)
 
@@ -640,3 +647,186 @@ def test_cli_twice_gives_identical_numbers(tmp_path: Path) -> None:
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
     frame = (outs[0] / "summary.csv").read_text()
     assert "fresh-init" in frame and "random-h" in frame
+
+
+# --- paired comparisons: calibration and wording (docs/science.md §4.7) ----------------------
+
+
+def _exchangeable_pairs(rng: np.random.Generator, law: str, n: int) -> tuple[np.ndarray, ...]:
+    """Per-input errors of two exchangeable arms: a shared per-input difficulty times i.i.d.
+    noise of the given law (positive)."""
+    c = rng.uniform(0.2, 1.0, n)
+    if law == "uniform":
+        u, v = rng.uniform(0.01, 1, n), rng.uniform(0.01, 1, n)
+    elif law == "lognormal":
+        u, v = rng.lognormal(0, 0.5, n), rng.lognormal(0, 0.5, n)
+    else:  # heavy-tailed log-ratios
+        u, v = np.exp(0.2 * rng.standard_t(3, n)), np.exp(0.2 * rng.standard_t(3, n))
+    return c * u, c * v
+
+
+@pytest.mark.parametrize("n", [4, 32, 256])
+@pytest.mark.parametrize("law", ["uniform", "lognormal", "t3"])
+def test_paired_ratio_says_better_or_worse_at_the_nominal_rate_on_exchangeable_arms(
+    law: str, n: int
+) -> None:
+    from netprobe.reconstruction.paired import NO_DIFFERENCE, paired_ratio
+
+    rng = np.random.default_rng([n, len(law)])
+    reps = 3000  # Monte Carlo s.e. of a 5% rate: 0.4 points
+    said = sum(
+        paired_ratio(*_exchangeable_pairs(rng, law, n)).verdict != NO_DIFFERENCE
+        for _ in range(reps)
+    )
+    assert 0.03 <= said / reps <= 0.07, (
+        said / reps
+    )  # nominal 5%; the t on heavy tails is a bit conservative
+
+
+@pytest.mark.parametrize("k", [3, 5, 10])
+def test_across_inits_is_calibrated_when_the_model_is_one_more_init(k: int) -> None:
+    from netprobe.reconstruction.paired import NO_DIFFERENCE, across_inits
+
+    rng = np.random.default_rng(k)
+    reps = 3000
+    said = 0
+    for _ in range(reps):
+        draws = rng.normal(0.4, 0.2, k + 1)  # the model and K inits: one distribution
+        said += (
+            across_inits(float(draws[0]), draws[1:], 64, "smaller", "larger").verdict
+            != NO_DIFFERENCE
+        )
+    assert 0.035 <= said / reps <= 0.065, said / reps
+    clear = across_inits(2.0, rng.normal(0.4, 0.2, k), 64, "smaller", "larger")
+    assert clear.verdict == "larger" and clear.low > 1 and clear.inits == k
+
+
+def test_paired_ratio_known_answers_and_cannot_tell() -> None:
+    from netprobe.reconstruction.paired import paired_ratio
+
+    a = np.array([0.5, 0.25, 1.0, 0.5])
+    iv = paired_ratio(a, 2 * a * np.array([1.0, 1.1, 0.9, 1.05]))
+    assert iv.verdict == "better" and iv.high < 1 and iv.n == 4
+    assert iv.ratio == pytest.approx(np.exp(np.mean(-np.log(2 * np.array([1.0, 1.1, 0.9, 1.05])))))
+    assert paired_ratio(a, 2 * a).verdict == "cannot tell"  # every input the same ratio: no spread
+    assert paired_ratio(a, a).verdict == "no clear difference" and paired_ratio(a, a).ratio == 1
+    assert paired_ratio([0.5], [0.9]).verdict == "cannot tell"  # one input
+    # zeros and NaNs have no log-ratio and leave the pairing
+    assert paired_ratio([0.0, np.nan, 0.5, 0.4, 0.3], [0.2, 0.3, 0.6, 0.5, 0.45]).n == 3
+
+
+def test_ratio_wording_never_says_0_99x_higher() -> None:
+    from netprobe.reconstruction.paired import Interval, fmt_ratio, ratio_phrase
+
+    same = Interval(0.99, 0.96, 1.02, 0.5, 32, "no clear difference")
+    assert (
+        ratio_phrase(same, "random h")
+        == "error ratio 0.99 (95% CI 0.96–1.02, 32 inputs): no clear difference from random h"
+    )
+    lower = Interval(0.99, 0.985, 0.995, 0.001, 256, "better")
+    assert ratio_phrase(lower, "random h").endswith("1.01× lower: better than random h")
+    higher = Interval(1.05, 1.01, 1.09, 0.01, 32, "worse")
+    assert ratio_phrase(higher, "random h").endswith("1.05× higher: worse than random h")
+    assert "higher" not in ratio_phrase(lower, "random h") and "lower" not in ratio_phrase(
+        higher, "x"
+    )
+    assert (
+        fmt_ratio(0.9993, 0.9990, 0.9996) == "0.9993"
+    )  # an interval excluding 1 never prints 1.00
+
+
+class _OneLayer(nn.Module):
+    def __init__(self, n: int, m: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(n, m, bias=False)
+        self.fc2 = nn.Linear(m, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_real_h_and_random_h_exchangeable_gives_verdicts_at_about_5_percent() -> None:
+    """Inputs x = W⁺z make h1 = relu(z) with i.i.d. entries independent of W, so real h and its
+    permutation (random h) are exchangeable: "better"/"worse" must appear at about the 5% level
+    over seeds, not in every run as the old ratio-of-means wording did."""
+    said, seeds = 0, 100
+    for s in range(seeds):
+        torch.manual_seed(s)
+        net = _OneLayer(24, 12).eval()
+        z = torch.randn(32, 12, generator=torch.Generator().manual_seed(s))
+        x = z @ torch.linalg.pinv(net.fc1.weight.detach()).T  # W x = z
+        hidden, _ = select_layers(net, (24,), "h1")
+        rep = run(net, x, hidden, seed=s, fresh_inits=1, pixel_metrics=False)
+        c = next(c for c in rep.comparisons if c["control"] == "random-h")
+        assert c["n"] == 32
+        said += c["verdict"] in ("better", "worse")
+    assert said <= 12, said  # Binomial(100, 0.05): P(>= 12) < 0.005; the old wording: 100
+
+
+def test_learned_structure_on_an_untrained_model_says_no_clear_difference_at_about_5_percent() -> (
+    None
+):
+    """A model that is itself a random initialisation of its architecture has no learned
+    structure: across K fresh inits the question is answered "larger"/"smaller" at about the
+    5% level (an interval over the inputs alone, with one init, said so most of the time)."""
+    said, seeds = 0, 60
+    for s in range(seeds):
+        torch.manual_seed(1000 + s)
+        net = TinyMLP().eval()
+        x = torch.randn(24, 8, generator=torch.Generator().manual_seed(s))
+        hidden, _ = select_layers(net, (8,), "h2")
+        rep = run(net, x, hidden, seed=s, fresh_inits=4, pixel_metrics=False)
+        (r,) = rep.learned_structure
+        assert r["inits"] == 4
+        said += r["verdict"] in ("larger", "smaller")
+    assert said <= 9, said  # Binomial(60, 0.05): P(>= 9) < 0.01
+
+
+def test_one_fresh_init_cannot_answer_the_learned_structure_question() -> None:
+    net = TinyMLP().eval()
+    hidden, _ = select_layers(net, (8,), "h1")
+    rep = run(net, torch.randn(16, 8), hidden, fresh_inits=1, pixel_metrics=False)
+    (r,) = rep.learned_structure
+    assert r["verdict"] == "cannot tell" and "use 3 or more fresh inits" in rep.learned_text()[0]
+    with pytest.raises(OptionError, match="--fresh-inits 0"):
+        run(net, torch.randn(4, 8), hidden, fresh_inits=0)
+
+
+def test_report_carries_the_intervals_in_frame_dict_markdown_and_table() -> None:
+    from rich.console import Console
+
+    from netprobe.render import reconstruct_table
+
+    net = DigitNet(width=8).eval()
+    hidden, _ = select_layers(net, (1, 28, 28), "h2")
+    rep = run(net, _digits(6), hidden, fresh_inits=3, pixel_metrics=False, show=0)
+    frame = rep.to_frame().set_index("arm")
+    assert (
+        frame.loc["random-h", "ratio_of"] == "model"
+        and frame.loc["fresh-random-h", "ratio_of"] == "fresh-init"
+    )
+    assert (
+        frame.loc["random-h", "ci_low"]
+        <= frame.loc["random-h", "err_ratio"]
+        <= frame.loc["random-h", "ci_high"]
+    )
+    assert np.isnan(frame.loc["model", "err_ratio"]) and frame.loc["model", "verdict"] == ""
+    d = rep.to_dict()
+    assert {c["control"] for c in d["comparisons"]} == {
+        "random-h",
+        "fresh-init",
+        "permuted",
+        "fresh-random-h",
+    }
+    assert d["learned_structure"][0]["inits"] == 3
+    md = rep.to_markdown()
+    assert (
+        "## Learned structure" in md
+        and "| ci_low | ci_high |" in md
+        and "3 fresh inits × 6 inputs" in md
+    )
+    console = Console(width=160, record=True, color_system=None)
+    console.print(reconstruct_table(rep))
+    out = console.export_text()
+    lo, hi = frame.loc["random-h", "ci_low"], frame.loc["random-h", "ci_high"]
+    assert f"{lo:.2f}–{hi:.2f}" in out and "learned structure?" in out

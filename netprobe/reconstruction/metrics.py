@@ -147,7 +147,7 @@ def pixel_metrics(
     if not pixels:
         return out | {k: nan(n, x.device) for k in PIXEL_METRICS}
     if x.ndim == 4 and mean is not None and std is not None:
-        from .data import unnormalise
+        from ..data import unnormalise
 
         px, pt = unnormalise(x, mean, std), unnormalise(xt, mean, std)  # clamped to [0, 1]
         rng: torch.Tensor = torch.ones(n, device=x.device, dtype=torch.float64)

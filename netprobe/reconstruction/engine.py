@@ -17,17 +17,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import NothingToAnalyseError, OptionError
-from .netlayers import HiddenLayer, RectifierCall, RectifierMode, eval_mode
-from .recon_metrics import METRICS, compare, nan, norm, pixel_metrics
-from .recon_report import ARMS, LayerInfo, ReconstructionReport
-from .reverse import ReverseNet, gaussian_blur, parse_gen_scale, random_like_sparsity
-from .seeds import derive_seed
+from ..errors import NothingToAnalyseError, OptionError
+from ..netlayers import HiddenLayer, RectifierCall, RectifierMode, eval_mode
+from ..reverse import ReverseNet, gaussian_blur, parse_gen_scale, random_like_sparsity
+from ..seeds import derive_seed
+from .metrics import METRICS, compare, nan, norm, pixel_metrics
+from .report import ARMS, LayerInfo, ReconstructionReport
 
 Progress = Callable[[int, int, str], None]
 
 # coordinates for derive_seed(seed, ...): one independent random stream per use
 _FRESH, _PERMUTED, _RANDOM_H = 1, 2, 3
+
+#: the random-h control of each net that has one: the model's own (is recovery specific to
+#: real h?) and the fresh-init net's (is the model's advantage larger than a random net's?)
+RANDOM_H_OF = {"model": "random-h", "fresh-init": "fresh-random-h"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -66,24 +70,38 @@ def _prepared_like(net: nn.Module, model: nn.Module) -> nn.Module:
 
 
 def control_nets(
-    source: Any, model: nn.Module, seed: int
+    source: Any, model: nn.Module, seed: int, fresh_inits: int = 1
 ) -> tuple[dict[str, nn.Module], list[str]]:
     """The fresh-init and permuted control nets, and notes saying how they were made.
     ``source`` is the LoadedModel (or module) the model came from: the fresh
     initialisation is :func:`netprobe.seeds.fresh_init` of it, the one fresh init every
-    command uses. An architecture that cannot be re-initialised leaves that arm out."""
-    from .seeds import fresh_init
+    command uses. ``fresh_inits`` independent initialisations are drawn, keyed
+    ``fresh-init``, ``fresh-init#2``, ... (:func:`arm_of` splits the key); the learned-structure
+    question needs several, because one init's numbers vary from the next's by more than the
+    inputs can show (docs/science.md §4.7). An architecture that cannot be re-initialised
+    leaves those arms out."""
+    from ..seeds import fresh_init
 
     nets: dict[str, nn.Module] = {}
     notes: list[str] = []
     try:
-        fresh, how = fresh_init(source, derive_seed(seed, _FRESH))
-        nets["fresh-init"] = _prepared_like(fresh, model)
-        notes.append(f"fresh-init control: {how}")
+        for k in range(fresh_inits):
+            coords = (_FRESH,) if k == 0 else (_FRESH, k)  # init 0 keeps its old stream
+            fresh, how = fresh_init(source, derive_seed(seed, *coords))
+            nets["fresh-init" if k == 0 else f"fresh-init#{k + 1}"] = _prepared_like(fresh, model)
+            if k == 0:
+                more = f" (and {fresh_inits - 1} more, seeded alike)" if fresh_inits > 1 else ""
+                notes.append(f"fresh-init control: {how}{more}")
     except OptionError as e:
         notes.append(f"fresh-init control left out: {e.one_line()}")
     nets["permuted"] = permuted_weights(model, derive_seed(seed, _PERMUTED))
     return nets, notes
+
+
+def arm_of(key: str) -> tuple[str, int]:
+    """A net's key -> (arm, init): ``fresh-init#3`` -> ("fresh-init", 2); others init 0."""
+    arm, _, k = key.partition("#")
+    return arm, int(k) - 1 if k else 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -97,11 +115,17 @@ def check_options(
     gen_keep: float | None = None,
     unpool: str | None = None,
     num: int | None = None,
+    fresh_inits: int | None = None,
 ) -> None:
     """The reconstruction options' ranges, one message each, checked before anything is
     loaded or written."""
-    from .reverse import UNPOOL_MODES
+    from ..reverse import UNPOOL_MODES
 
+    if fresh_inits is not None and fresh_inits < 1:
+        raise OptionError(
+            f"--fresh-inits {fresh_inits}: must be at least 1",
+            hint="e.g. --fresh-inits 5 (the learned-structure question needs 3 or more)",
+        )
     if num is not None and num < 1:
         raise OptionError(f"--num {num}: must be at least 1", hint="e.g. --num 32")
     if unpool is not None and unpool not in UNPOOL_MODES:
@@ -162,7 +186,7 @@ def _display(
     if t.ndim != 4 or len(t) == 0:
         return np.zeros((0,), dtype=np.float32)
     if mean is not None and std is not None:
-        from .data import unnormalise
+        from ..data import unnormalise
 
         t = unnormalise(t, mean, std, clamp=not stretch)
     if stretch or mean is None or std is None:
@@ -192,6 +216,7 @@ def run(
     unpool: str = "random",
     smooth: float = 0.0,
     controls: bool = True,
+    fresh_inits: int = 5,
     pixel_metrics: bool = True,
     seed: int = 0,
     batch_size: int = 64,
@@ -207,8 +232,9 @@ def run(
 ) -> ReconstructionReport:
     """Reconstruct ``layers`` of ``model`` from the inputs ``x`` (prepared for the model, on
     its device) and measure every arm. ``source`` is what the fresh-init control
-    re-initialises (the LoadedModel; default the module itself). ``notes`` are carried into
-    the report. ``progress(done, total, label)`` is called after each (arm, batch, layer)."""
+    re-initialises (the LoadedModel; default the module itself), ``fresh_inits`` times with
+    independent seeds. ``notes`` are carried into the report. ``progress(done, total,
+    label)`` is called after each (net, batch, layer)."""
     if not layers:
         raise NothingToAnalyseError(
             "no hidden layer to reconstruct", hint="see `netprobe layers MODEL`"
@@ -217,12 +243,19 @@ def run(
         raise NothingToAnalyseError(
             "no inputs to reconstruct", hint="give --num 1 or more and a non-empty --inputs"
         )
-    check_options(smooth=smooth, batch_size=batch_size, gen_keep=gen_keep, unpool=unpool)
+    check_options(
+        smooth=smooth,
+        batch_size=batch_size,
+        gen_keep=gen_keep,
+        unpool=unpool,
+        fresh_inits=fresh_inits,
+    )
     gen_scale = parse_gen_scale(gen_scale)
     notes = list(notes)
     nets: dict[str, nn.Module] = {"model": model}
     if controls:
-        more, how = control_nets(source if source is not None else model, model, seed)
+        src = source if source is not None else model
+        more, how = control_nets(src, model, seed, fresh_inits=fresh_inits)
         nets.update(more)
         notes.extend(how)
     state = _RunState(
@@ -234,7 +267,17 @@ def run(
         save_tensors=save_tensors,
         show=show,
         controls=controls,
-        gen=torch.Generator(device=x.device).manual_seed(derive_seed(seed, _RANDOM_H)),
+        gens={  # one permutation stream per net with a random-h control (the model's is
+            # the one it always had)
+            key: torch.Generator(device=x.device).manual_seed(
+                derive_seed(seed, _RANDOM_H)
+                if key == "model"
+                else derive_seed(seed, _RANDOM_H, 1 + k)
+            )
+            for key in nets
+            for arm, k in [arm_of(key)]
+            if arm in RANDOM_H_OF
+        },
     )
     state.images["x"] = _display(x[:show], mean, std, stretch=False)
     batches = range(0, len(x), batch_size)
@@ -245,22 +288,25 @@ def run(
         if progress is not None:  # fitting α to a deep layer takes a while: say so
             progress(done, total, f"{arm}: fitting α")
         fits = rn.fit(x[:batch_size], upto)
-        state.gen_scales[arm] = {j: f.alpha for j, f in fits.items()}
-        if arm == "model" and controls:  # the random-h control runs the model's own reverse net
-            state.gen_scales["random-h"] = state.gen_scales["model"]
+        if "#" not in arm:  # α of the first fresh init stands for the others
+            state.gen_scales[arm] = {j: f.alpha for j, f in fits.items()}
+        if arm in RANDOM_H_OF and controls:  # a random-h control runs its net's reverse net
+            state.gen_scales[RANDOM_H_OF[arm]] = state.gen_scales[arm]
         for b, start in enumerate(batches):
             for hl in state.batch(arm, net, rn, x[start : start + batch_size], start, smooth):
                 done += 1
                 if progress is not None:
                     progress(done, total, f"{arm} {hl.name} (batch {b + 1}/{len(batches)})")
         notes.extend(n for n in sorted(rn.ctl.notes) if n not in notes)
-    arms = list(nets) + (["random-h"] if controls else [])
+    arms = list(nets) + ([RANDOM_H_OF[a] for a in nets if a in RANDOM_H_OF] if controls else [])
+    inits = sum(arm_of(key)[0] == "fresh-init" for key in nets)
     options = {
         "gen_scale": gen_scale,
         "gen_keep": gen_keep,
         "unpool": unpool,
         "smooth": smooth,
         "controls": controls,
+        "fresh_inits": inits,
         "pixel_metrics": pixel_metrics,
         "seed": seed,
         "batch_size": batch_size,
@@ -293,7 +339,7 @@ class _RunState:
     save_tensors: bool
     show: int
     controls: bool
-    gen: torch.Generator  # the random-h control's permutations
+    gens: dict[str, torch.Generator]  # per net with a random-h control: its permutations
     samples: list[dict[str, Any]] = field(default_factory=list)
     gen_scales: dict[str, dict[int, float]] = field(default_factory=dict)
     images: dict[str, np.ndarray] = field(default_factory=dict)
@@ -321,7 +367,9 @@ class _RunState:
         smooth: float,
     ) -> Iterator[HiddenLayer]:
         """Generate and measure every layer on the batch ``xb`` (inputs ``start``...) of one
-        arm; yields each layer when it is done (for progress)."""
+        net (``arm`` is its key: ``fresh-init#2`` is the fresh-init arm's second init); yields
+        each layer when it is done (for progress)."""
+        key, (arm, init) = arm, arm_of(arm)
         fwd = rn.forward(xb, max(h.index for h in self.layers))
         with torch.no_grad(), eval_mode(net):
             logits_x = _logits(net(xb), xb)
@@ -331,8 +379,8 @@ class _RunState:
                 self.infos[hl.index] = _layer_info(hl, rn, h, self.keep)
             info = self.infos[hl.index]
             cases = [(arm, h)]
-            if arm == "model" and self.controls:
-                cases.append(("random-h", random_like_sparsity(h, self.gen)))
+            if arm in RANDOM_H_OF and self.controls:
+                cases.append((RANDOM_H_OF[arm], random_like_sparsity(h, self.gens[key])))
             for case, hh in cases:
                 xt = gaussian_blur(rn.generate(fwd, hl.index, hh), smooth)
                 rows, ht = self.measure(net, rn, info, hh, xt, xb, logits_x)
@@ -341,17 +389,19 @@ class _RunState:
                         "sample": start + i,
                         "layer": hl.name,
                         "arm": case,
+                        "init": init,
                         **{k: float(v[i]) for k, v in rows.items()},
                     }
                     for i in range(len(xb))
                 )
-                if start == 0:
+                if start == 0 and init == 0:
                     self.images[f"{hl.name}/{case}"] = _display(
                         xt[: self.show], self.mean, self.std, stretch=True
                     )
-                self.keep_tensor(f"{hl.name}/{case}/x_gen", xt)
-                self.keep_tensor(f"{hl.name}/{case}/h", hh)
-                self.keep_tensor(f"{hl.name}/{case}/h_inferred", ht)
+                tag = case if init == 0 else f"{case}#{init + 1}"
+                self.keep_tensor(f"{hl.name}/{tag}/x_gen", xt)
+                self.keep_tensor(f"{hl.name}/{tag}/h", hh)
+                self.keep_tensor(f"{hl.name}/{tag}/h_inferred", ht)
             yield hl
 
     def measure(

@@ -14,8 +14,9 @@ switches: what the switches alone leak).
 
 :func:`reconstruct` is the one pipeline (``netprobe reconstruct``, ``netprobe.reconstruct``
 and ``netprobe check``'s reconstruct rule all call it): validate the options, load the model,
-pick and prepare the inputs, select the layers, :func:`run`. The metrics live in
-:mod:`netprobe.recon_metrics`, the report in :mod:`netprobe.recon_report`.
+pick and prepare the inputs, select the layers, :func:`~netprobe.reconstruction.engine.run`.
+This module is the entry point; the arms run in :mod:`.engine`, the per-sample metrics live in
+:mod:`.metrics`, the report in :mod:`.report`.
 """
 
 from __future__ import annotations
@@ -29,32 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import OptionError
-from .netlayers import HiddenLayer, eval_mode, hidden_layers, resolve_layer
-from .recon_engine import Progress, check_options, control_nets, permuted_weights, run
-from .recon_metrics import METRICS, compare, pixel_metrics, ssim
-from .recon_report import ARM_HELP, ARMS, LayerInfo, ReconstructionReport
-from .reverse import ReverseNet, parse_gen_scale
-
-__all__ = [
-    "ARMS",
-    "ARM_HELP",
-    "METRICS",
-    "LayerInfo",
-    "ReconstructionReport",
-    "check_error",
-    "check_options",
-    "compare",
-    "control_nets",
-    "parse_floats",
-    "permuted_weights",
-    "pick",
-    "pixel_metrics",
-    "reconstruct",
-    "run",
-    "select_layers",
-    "ssim",
-]
+from ..errors import OptionError
+from ..netlayers import HiddenLayer, eval_mode, hidden_layers, resolve_layer
+from ..reverse import ReverseNet, parse_gen_scale
+from .engine import Progress, check_options, run
+from .report import ReconstructionReport
 
 Log = Callable[[str], None]
 
@@ -138,7 +118,7 @@ def choose_inputs(
     used as they are, and give the input shape when the model does not record one. By
     default a 3-channel (ImageNet-shaped) model gets the bundled photographs, any other the
     bundled MNIST digits; ``log`` says which inputs were used and why."""
-    from .data import bundled_digits, bundled_photos, load_dataset
+    from ..data import bundled_digits, bundled_photos, load_dataset
 
     shape = lm.input_shape
     given = inputs if inputs is not None else dataset
@@ -240,6 +220,7 @@ def reconstruct(
     unpool: str = "random",
     smooth: float = 0.0,
     controls: bool = True,
+    fresh_inits: int = 5,
     pixel_metrics: bool = True,
     save_tensors: bool = False,
     show: int = 4,
@@ -258,16 +239,26 @@ def reconstruct(
     ``dataset`` (a torchvision name), else the bundled photographs for a 3-channel model and
     the bundled digits otherwise; ``num`` of them, a seeded subset. ``gen_scale`` is α
     (``theory``, ``calibrated`` or a number), ``gen_keep`` the generation keep-probability ρ.
-    ``pixel_metrics=False`` skips PSNR and SSIM. ``log(text)`` receives what was chosen and
+    ``controls=False`` skips the controls; ``fresh_inits`` is how many independent fresh
+    initialisations the fresh-init control draws (the learned-structure question's interval
+    comes from their spread: 3 or more; docs/science.md §4.7). ``pixel_metrics=False`` skips
+    PSNR and SSIM. ``log(text)`` receives what was chosen and
     why (inputs, input shape, batch size); ``progress(done, total, label)`` the work done.
     """
-    from .data import prepare
-    from .loading import ensure_loaded
-    from .runtime import resolve_device
+    from ..data import prepare
+    from ..loading import ensure_loaded
+    from ..runtime import resolve_device
 
     say: Log = log or (lambda _text: None)
     # 1. options, before anything is loaded
-    check_options(smooth=smooth, batch_size=batch_size, gen_keep=gen_keep, unpool=unpool, num=num)
+    check_options(
+        smooth=smooth,
+        batch_size=batch_size,
+        gen_keep=gen_keep,
+        unpool=unpool,
+        num=num,
+        fresh_inits=fresh_inits,
+    )
     if inputs is not None and dataset is not None:
         raise OptionError("--inputs and --dataset both given", hint="pass one source of inputs")
     scale = parse_gen_scale(gen_scale)
@@ -314,6 +305,7 @@ def reconstruct(
         unpool=unpool,
         smooth=smooth,
         controls=controls,
+        fresh_inits=fresh_inits,
         pixel_metrics=pixel_metrics,
         seed=seed,
         batch_size=batch_size,
