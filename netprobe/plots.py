@@ -248,6 +248,7 @@ ARM_COLOURS = {
     "fresh-init": "tab:green",
     "permuted": "tab:orange",
     "random-h": "tab:red",
+    "fresh-random-h": "tab:purple",
 }
 
 

@@ -101,6 +101,14 @@ def reconstruct_cmd(
         bool,
         typer.Option("--no-controls", help="Skip the fresh-init, permuted and random-h controls."),
     ] = False,
+    fresh_inits: Annotated[
+        int,
+        typer.Option(
+            "--fresh-inits",
+            help="Independent fresh initialisations for the fresh-init control; the "
+            "learned-structure question needs 3 or more.",
+        ),
+    ] = 5,
     pixel_metrics: Annotated[
         bool,
         typer.Option(
@@ -152,6 +160,7 @@ def reconstruct_cmd(
             unpool=unpool,
             smooth=smooth,
             controls=not no_controls,
+            fresh_inits=fresh_inits,
             pixel_metrics=pixel_metrics,
             save_tensors=save_tensors,
             batch_size=batch_size,
