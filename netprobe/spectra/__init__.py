@@ -69,6 +69,13 @@ from .nulls import (
     spectrum_ks_pvalue,
     spectrum_null,
 )
+from .permutation import (
+    TW1_MEAN,
+    TW1_SD,
+    SequentialPvalue,
+    fitted_tail,
+    shuffled_eigenvalues,
+)
 
 __all__ = [
     "APPROX_NULL_REPS",
@@ -85,6 +92,11 @@ __all__ = [
     "SLQ_STEPS",
     "TOP_CHECK",
     "TOP_REL_TOL",
+    "TW1_MEAN",
+    "TW1_SD",
+    "SequentialPvalue",
+    "fitted_tail",
+    "shuffled_eigenvalues",
     "Quadrature",
     "Spikes",
     "_cdf_rows",
