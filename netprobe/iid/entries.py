@@ -281,8 +281,10 @@ def quantiser(x: np.ndarray) -> tuple[str, Callable[[np.ndarray], np.ndarray] | 
             return name, f
     step = float(np.min(np.diff(u))) if len(u) > 1 else 0.0
     if step > 0:
+        # the step from the whole range (float32 storage blurs the smallest gap by ~1e-5)
+        step = float(u[-1] - u[0]) / round(float(u[-1] - u[0]) / step)
         j = (u - u[0]) / step
-        if np.max(np.abs(j - np.round(j))) < 1e-3:
+        if np.max(np.abs(j - np.round(j))) < 0.01:
             off = float(u[0])
             return "lattice", lambda y: off + step * np.round((y - off) / step)
     mids = (u[1:] + u[:-1]) / 2

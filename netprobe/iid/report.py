@@ -103,6 +103,8 @@ class LayerResult:
             "s_max_over_edge": s.s_max_over_edge if s else nan,
             "spectrum_null": s.null if s else "",
             "null_draws": s.null_draws if s else 0,
+            "spectrum_ks_p_how": s.ks_how if s else "",
+            "spikes_p_how": s.spikes_how if s else "",
             "spectrum_ks_p_gauss": s.ks_p_gauss if s else nan,
             "spikes_p_gauss": s.spikes_p_gauss if s else nan,
             "sigma_fit": s.sigma_fit if s else nan,
