@@ -248,12 +248,16 @@ def test_fitted_tail_recovers_tw_and_ks_tails_from_draws() -> None:
     draws = 5.0 + 2.0 * tw  # another location and scale
     x = 5.0 + 2.0 * 3.0  # TW1 at 3.0: upper tail 0.0049
     assert sp.fitted_tail(x, draws, "tw") == pytest.approx(1 - sp.tw1_cdf(3.0), rel=0.5)
-    seq = sp.SequentialPvalue(observed=x + 100, shape="tw", h=3, cap=30, min_draws=20, clear=1e-4)
+    seq = sp.SequentialPvalue(observed=x + 100, shape="tw", h=3, cap=30)
     for v in draws:
         seq.add(float(v))
-    assert seq.stopped == "clear" and len(seq.draws) == 20  # clearly beyond: stops early
+    assert seq.stopped == "cap" and len(seq.draws) == 30  # no draw reached it
     p, how = seq.result()
-    assert how == "fitted" and p < 1e-4
+    assert how == "fitted" and p < 1e-4  # far beyond: the fitted tail, below 1 / 31
+    near = sp.SequentialPvalue(observed=float(draws[:30].max()) + 1e-9, shape="tw", h=3, cap=30)
+    for v in draws[:30]:
+        near.add(float(v))
+    assert near.result()[0] <= 1 / 31  # never above the Monte Carlo bound
     z = np.array(sp.NULL_Z)
     ks_draws = rng.standard_normal(2000) * 0.5 + 1.0  # location 1, scale 0.5
     assert sp.fitted_tail(1.0 + 0.5 * z[-4], ks_draws, "ks") == pytest.approx(

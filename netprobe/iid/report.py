@@ -356,9 +356,10 @@ METHODS = {
     "top-100 error estimate passes 5e-5); approx: stochastic Lanczos quadrature. KS distance of the bulk (spikes removed) "
     "from Marchenko-Pastur at sigma fitted from the bulk's trace; p-value first from Monte Carlo Gaussian spectra "
     "(Laguerre model) of the same size, and when that is below 0.1 from the layer's own entries shuffled (exact "
-    "for i.i.d. entries of any law): sequential Monte Carlo (Besag-Clifford, stop at 3 exceedances, at most 200 "
-    "shuffles; layers over 512 per side shuffled into a 512-row matrix of the same aspect ratio), a location-scale "
-    "fit of the Gaussian null's shape to the draws when no draw reaches the statistic (spectrum_null, null_draws). "
+    "for i.i.d. entries of any law): sequential Monte Carlo (Besag-Clifford, stop at 3 exceedances, at most ceil(3 / alpha) "
+    "shuffles: 60 at alpha 0.05; layers over 512 per side shuffled into a 512-row matrix of the same aspect "
+    "ratio); when no shuffle reaches the statistic, the p-value below 1 / (shuffles + 1) is a location-scale fit "
+    "of the Gaussian null's shape to the shuffles (spectrum_null, null_draws, *_p_how). "
     "approx (SLQ): Gaussian null only.",
     "spikes": "count: eigenvalues above the Tracy-Widom (beta=1) quantile of a Gaussian matrix's largest eigenvalue "
     "(Johnstone 2001, Ma 2012 centring), bulk sigma re-estimated without them until the count is stable. Test: the "

@@ -34,11 +34,9 @@ MIN_SPECTRUM_DIM = 8  # min(rows, cols) below this: no spectrum test
 # per-test level 0.05 / 3): see the module docstring and docs/science.md §5.1
 SCREEN = 0.1
 PERM_H = 3  # Besag-Clifford: stop after this many shuffles reach the observed statistic
-PERM_CAP = 200  # at most this many shuffles (Monte Carlo resolution 1/201 = 0.005)
-PERM_MIN = 20  # ... and at least this many, whatever the size
-# shuffles per layer are capped at PERM_FLOPS / (k'^2 (N' + 4 k')) (Gram + eigensolver flops), so
-# the null of a 512 x 2048 layer gets ~50 draws and one of 256 x 1024 the full 200
-PERM_FLOPS = 5e10
+# shuffles at most: ceil(1 / level), the fewest that can resolve the per-test level (60 at the
+# default 0.05 / 3: p = 1 / 61 when no shuffle reaches the statistic), and never above this
+PERM_CAP = 200
 # layers with min(rows, cols) above this draw their shuffled null at this size (same aspect
 # ratio, entries drawn from the layer's own): one exact draw at 4096 costs seconds
 PERM_MAX_DIM = 512
@@ -154,9 +152,11 @@ def null_shape(k: int, N: int, transposed: bool) -> tuple[int, int]:
     return (nn, kk) if transposed else (kk, nn)
 
 
-def null_cap(k: int, N: int) -> int:
-    """Shuffles allowed for a null drawn at k x N (deterministic: a flop budget, not a clock)."""
-    return int(min(PERM_CAP, max(PERM_MIN, PERM_FLOPS // (k * k * (N + 4 * k)))))
+def null_cap(level: float) -> int:
+    """Shuffles allowed: ceil(1 / level), so that p = 1 / (draws + 1) < level when no shuffle
+    reaches the statistic (a Monte Carlo p-value that can reject exactly at the level), at most
+    PERM_CAP; below 1 / PERM_CAP the level is resolved by the fitted tail."""
+    return max(PERM_H, min(PERM_CAP, math.ceil(1.0 / level)))
 
 
 def shuffled_null(
@@ -169,12 +169,13 @@ def shuffled_null(
     """Redo the p-values whose Gaussian-null value is below SCREEN against the exact null:
     the same standardised statistics on ``values`` (W's centred entries, flat float32)
     shuffled into ``shape`` (W's, or :func:`null_shape`'s reduced one). Sequential Monte
-    Carlo (Besag–Clifford, h = PERM_H, cap :func:`null_cap`); tests that pass the Gaussian
-    null keep its p-value (docs/science.md §5.1)."""
+    Carlo (Besag–Clifford, h = PERM_H, cap :func:`null_cap`: a null layer rejects with
+    probability 1 / (cap + 1) <= level); tests that pass the Gaussian null keep its p-value
+    (docs/science.md §5.1)."""
     from dataclasses import replace
 
     todo = {
-        name: sp.SequentialPvalue(obs, law, PERM_H, 0, PERM_MIN, clear=level / 10)
+        name: sp.SequentialPvalue(obs, law, PERM_H, null_cap(level))
         for name, obs, p, law in (
             ("ks", st.ks_z, st.ks_p, "ks"),
             ("tw", st.tw_z, st.spikes_p, "tw"),
@@ -185,9 +186,6 @@ def shuffled_null(
         return st
     m, n = shape
     k, N = min(m, n), max(m, n)
-    cap = null_cap(k, N)
-    for seq in todo.values():
-        seq.cap = cap
     draws = 0
     while not all(s.done for s in todo.values()):
         ev = sp.shuffled_eigenvalues(values, shape, rng)

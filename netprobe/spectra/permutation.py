@@ -65,19 +65,16 @@ class SequentialPvalue:
     every stopping point the rule allows: h / draws when the h-th exceedance stopped it;
     (g + 1) / (draws + 1) at the cap with g < h exceedances; and, when no draw reached the
     observed value (g = 0), the fitted tail (:func:`fitted_tail`) instead, since (g + 1) /
-    (draws + 1) cannot go below the Monte Carlo resolution. ``clear`` stops early once ``min_draws``
-    draws are in, none reached the statistic and its fitted tail is below ``clear``: the
-    layer is clearly beyond its null, and more draws would not change the verdict."""
+    (draws + 1) cannot go below the Monte Carlo resolution (the fitted value is capped there, so
+    a decision at a level >= 1 / (cap + 1) is the exact Monte Carlo one)."""
 
     observed: float
     shape: str  # "ks" or "tw": the law used for the fitted tail
     h: int
     cap: int
-    min_draws: int = 20
-    clear: float = 0.0
     draws: list[float] = field(default_factory=list)
     exceed: int = 0
-    stopped: str = ""  # "", "exceedances", "cap", "clear"
+    stopped: str = ""  # "", "exceedances" or "cap"
 
     def add(self, value: float) -> None:
         if self.stopped:
@@ -89,10 +86,6 @@ class SequentialPvalue:
             self.stopped = "exceedances"
         elif n >= self.cap:
             self.stopped = "cap"
-        elif (
-            self.exceed == 0 and n >= self.min_draws and self.clear > 0 and self.fit() < self.clear
-        ):
-            self.stopped = "clear"
 
     @property
     def done(self) -> bool:
