@@ -46,7 +46,9 @@ def test_quarter_circle_is_the_square_case_of_the_singular_value_law() -> None:
     s = np.linspace(0.01, 1.99, 50)
     np.testing.assert_allclose(sp.sv_pdf(s, 1.0), sp.quarter_circle_pdf(s), rtol=1e-10)
     assert quad(sp.quarter_circle_pdf, 0, 2)[0] == pytest.approx(1.0, abs=1e-8)
-    assert quad(lambda x: x * x * sp.quarter_circle_pdf(x), 0, 2)[0] == pytest.approx(1.0, abs=1e-8)  # E s^2 = 1
+    assert quad(lambda x: x * x * sp.quarter_circle_pdf(x), 0, 2)[0] == pytest.approx(
+        1.0, abs=1e-8
+    )  # E s^2 = 1
 
 
 def test_tracy_widom_quantiles_match_the_tables() -> None:
@@ -89,8 +91,14 @@ def test_laguerre_model_matches_gaussian_matrices() -> None:
     g = torch.Generator().manual_seed(0)
     k, n = 20, 50
     model = np.array([sp.laguerre_eigenvalues(k, n, rng)[-1] for _ in range(300)])
-    real = np.array([torch.linalg.eigvalsh((lambda A: A @ A.T)(torch.randn(k, n, generator=g, dtype=torch.float64)))[-1].item()
-                     for _ in range(300)])
+    real = np.array(
+        [
+            torch.linalg.eigvalsh(
+                (lambda A: A @ A.T)(torch.randn(k, n, generator=g, dtype=torch.float64))
+            )[-1].item()
+            for _ in range(300)
+        ]
+    )
     se = math.sqrt(model.var() / 300 + real.var() / 300)
     assert abs(model.mean() - real.mean()) < 4 * se
     mu, s = sp.tw_center_scale(k, n)
@@ -136,9 +144,15 @@ def test_rank_one_spike_above_bbp_is_counted_once() -> None:
     g = torch.Generator().manual_seed(2)
     k, n = 200, 500
     W = torch.randn(k, n, generator=g, dtype=torch.float64)
-    u, v = torch.randn(k, 1, generator=g, dtype=torch.float64), torch.randn(1, n, generator=g, dtype=torch.float64)
+    u, v = (
+        torch.randn(k, 1, generator=g, dtype=torch.float64),
+        torch.randn(1, n, generator=g, dtype=torch.float64),
+    )
     theta = 2.0 * (k * n) ** 0.25  # BBP threshold for singular values: (k n)^(1/4) sigma
-    ev = torch.linalg.eigvalsh((W + theta * (u / u.norm()) @ (v / v.norm())) @ (W + theta * (u / u.norm()) @ (v / v.norm())).T).numpy()
+    ev = torch.linalg.eigvalsh(
+        (W + theta * (u / u.norm()) @ (v / v.norm()))
+        @ (W + theta * (u / u.norm()) @ (v / v.norm())).T
+    ).numpy()
     spk = sp.count_spikes(ev, k, n, 0.0125)
     assert spk.count == 1 and spk.p_max < 1e-6
     assert spk.sigma2 == pytest.approx(1.0, rel=0.02)
@@ -205,3 +219,61 @@ def test_cuda_spectra_match_cpu() -> None:
     np.testing.assert_allclose(ev_gpu[-100:], ev_cpu[-100:], rtol=1e-4)
     qd = sp.slq(W.cuda(), probes=16, steps=8)
     assert qd.max_node() == pytest.approx(ev_cpu[-1], rel=1e-3)
+
+
+# --- exchangeable nulls: sequential Monte Carlo p-values (netprobe.spectra.permutation) ------
+
+
+def test_sequential_pvalue_stops_at_h_exceedances_or_the_cap() -> None:
+    """Besag-Clifford: h exceedances after l draws give h / l; at the cap with g < h,
+    (g + 1) / (draws + 1)."""
+    seq = sp.SequentialPvalue(observed=1.0, shape="tw", h=3, cap=50)
+    for v in [0.5, 2.0, 0.1, 1.5, 0.2, 3.0, 9.0]:
+        seq.add(v)
+    assert seq.done and seq.stopped == "exceedances" and len(seq.draws) == 6
+    assert seq.result() == (0.5, "sequential")
+    cap = sp.SequentialPvalue(observed=1.0, shape="tw", h=3, cap=10)
+    for v in [0.0] * 9 + [2.0, 5.0]:
+        cap.add(v)
+    assert cap.stopped == "cap" and len(cap.draws) == 10 and cap.result() == (2 / 11, "monte-carlo")
+
+
+def test_fitted_tail_recovers_tw_and_ks_tails_from_draws() -> None:
+    """When no draw reaches the statistic, the p-value is the Gaussian null's shape moved and
+    scaled to the draws: on draws from TW1 itself (shifted and scaled) it gives TW1's tail."""
+    rng = np.random.default_rng(0)
+    # TW1 draws: the largest eigenvalue of Gaussian 40 x 400 matrices, standardised
+    mu, s = sp.tw_center_scale(40, 400)
+    tw = np.array([(sp.laguerre_eigenvalues(40, 400, rng)[-1] - mu) / s for _ in range(400)])
+    draws = 5.0 + 2.0 * tw  # another location and scale
+    x = 5.0 + 2.0 * 3.0  # TW1 at 3.0: upper tail 0.0049
+    assert sp.fitted_tail(x, draws, "tw") == pytest.approx(1 - sp.tw1_cdf(3.0), rel=0.5)
+    seq = sp.SequentialPvalue(observed=x + 100, shape="tw", h=3, cap=30)
+    for v in draws:
+        seq.add(float(v))
+    assert seq.stopped == "cap" and len(seq.draws) == 30  # no draw reached it
+    p, how = seq.result()
+    assert how == "fitted" and p < 1e-4  # far beyond: the fitted tail, below 1 / 31
+    near = sp.SequentialPvalue(observed=float(draws[:30].max()) + 1e-9, shape="tw", h=3, cap=30)
+    for v in draws[:30]:
+        near.add(float(v))
+    assert near.result()[0] <= 1 / 31  # never above the Monte Carlo bound
+    z = np.array(sp.NULL_Z)
+    ks_draws = rng.standard_normal(2000) * 0.5 + 1.0  # location 1, scale 0.5
+    assert sp.fitted_tail(1.0 + 0.5 * z[-4], ks_draws, "ks") == pytest.approx(
+        sp.NULL_LEVELS[-4], rel=0.3
+    )
+
+
+def test_shuffled_eigenvalues_permute_the_entries() -> None:
+    """A shuffle keeps the entries (so the trace) and, for a full-size draw, draws every
+    permutation: the trace is exact, the spectrum changes."""
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(30, 70, generator=g) + torch.linspace(-3, 3, 30)[:, None]  # row means
+    ev = sp.shuffled_eigenvalues(W.reshape(-1), (30, 70), np.random.default_rng(1))
+    assert ev.sum() == pytest.approx(float((W.double() ** 2).sum()), rel=1e-5)
+    assert ev.shape == (30,) and np.all(np.diff(ev) >= 0)
+    own = np.linalg.eigvalsh((W @ W.T).double().numpy())
+    assert own[-1] > 1.5 * ev[-1]  # the row structure is gone after the shuffle
+    small = sp.shuffled_eigenvalues(W.reshape(-1), (20, 40), np.random.default_rng(1))
+    assert small.shape == (20,)

@@ -71,7 +71,7 @@ def _entries_step(
         return "constant matrix (std 0)"
     moments = (mom[0], mom[1], mom[2], mom[3])
     sample = entry_sample(flat, rng)
-    return entry_stats(sample, n, moments), sample, moments
+    return entry_stats(sample, n, moments, rng), sample, moments
 
 
 def _spectrum_step(
@@ -89,8 +89,8 @@ def _spectrum_step(
     k = min(m, n)
     if k < MIN_SPECTRUM_DIM:
         return None, [f"spectrum skipped: min(rows, cols) = {k} < {MIN_SPECTRUM_DIM}"]
-    mean, std = moments[0], moments[1]
-    fro2 = (m * n - 1) * std * std + m * n * mean * mean  # ||W||_F^2 from the moments
+    std = moments[1]
+    fro2 = (m * n - 1) * std * std  # ||W - mean||_F^2 from the moments (W is centred here)
     Wd = W.detach().to(device) if str(device) != "cpu" else W
     ms = matrix_spectrum(Wd, mode=spectrum, fro2=fro2, level=th.per_test, rng=rng)
     notes = []
@@ -115,7 +115,8 @@ def analyse_matrix(
     seed: int | np.random.SeedSequence = 0,
 ) -> LayerResult:
     """Every statistic on one 2-D matrix (rows = output units) and its verdict: entries
-    (law and Gaussianity, reported), spectrum and spikes, independence, verdict."""
+    (law, Gaussianity, mean component and ties, reported), spectrum and spikes of the centred
+    matrix, independence, verdict."""
     t0 = time.perf_counter()
     th = thresholds or Thresholds()
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence([seed])
@@ -131,6 +132,10 @@ def analyse_matrix(
     if isinstance(got, str):
         return LayerResult(**base, matrix_shape=matrix_shape, status="skipped", reason=got)
     entries, sample, moments = got
+    # the spectral tests see W - mean(W): a non-zero mean is a rank-1 component (a spike of
+    # size |mean| sqrt(m n)) that i.i.d. entries of any law may have; it is reported apart
+    # (entries.mean_z, mean_share) and does not count as structure (docs/science.md §4.1)
+    Wc = Wc.float() - float(moments[0]) if Wc.dtype != torch.float64 else Wc - moments[0]
     ms, notes = _spectrum_step(Wc, moments, spectrum=spectrum, th=th, device=device, rng=rng)
     indep = independence_stats(Wc, sample, ms.gram if ms else None, rng)
     pvalues = {"independence": indep.p}

@@ -11,6 +11,7 @@ of this enters the per-layer verdict (:mod:`netprobe.iid.verdict`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -253,6 +254,84 @@ def best_law(fits: dict[str, float]) -> str:
     return min(LAWS, key=aic.__getitem__)
 
 
+# ties: a sample with more than this share of repeated values is checked for quantisation
+TIE_SHARE = 0.01
+TIED_SAMPLE = 1 << 14  # entries the Gaussianity tests use on quantised layers
+TIED_DRAWS = 100  # Monte Carlo draws of the quantised Lilliefors / AD null (resolution 1/101)
+MIN_DISTINCT = 8  # fewer distinct values: "are the entries Gaussian?" cannot be asked
+
+
+def _rounder(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    dt = {"float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+    return lambda y: torch.from_numpy(y).to(dt).double().numpy()
+
+
+def quantiser(x: np.ndarray) -> tuple[str, Callable[[np.ndarray], np.ndarray] | None]:
+    """How the sample's values were quantised, and a function applying the same rounding to
+    other values: ``bfloat16`` / ``float16`` (every value representable in that format),
+    ``lattice`` (offset + integer x step: int8 / uint8-style per-tensor quantisation) or
+    ``codebook`` (a few values, snapped to the nearest); ("", None) when the sample has fewer
+    than TIE_SHARE repeated values (float32 weights tie on ~0.1% of a 65,536-entry sample)."""
+    u = np.unique(x)
+    if len(u) >= (1 - TIE_SHARE) * len(x):
+        return "", None
+    for name in ("bfloat16", "float16"):
+        f = _rounder(name)
+        if np.array_equal(f(u), u):
+            return name, f
+    step = float(np.min(np.diff(u))) if len(u) > 1 else 0.0
+    if step > 0:
+        # the step from the whole range (float32 storage blurs the smallest gap by ~1e-5)
+        step = float(u[-1] - u[0]) / round(float(u[-1] - u[0]) / step)
+        j = (u - u[0]) / step
+        if np.max(np.abs(j - np.round(j))) < 0.01:
+            off = float(u[0])
+            return "lattice", lambda y: off + step * np.round((y - off) / step)
+    mids = (u[1:] + u[:-1]) / 2
+    return "codebook", lambda y: u[np.searchsorted(mids, y)]
+
+
+def _gauss_stats(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise (Lilliefors D, Anderson–Darling A^2) of samples z (B, n) against a Gaussian
+    with each row's own mean and std."""
+    from scipy.special import log_ndtr, ndtr
+
+    n = z.shape[1]
+    s = (z - z.mean(1, keepdims=True)) / z.std(1, ddof=1, keepdims=True)
+    s.sort(axis=1)
+    F = ndtr(s)
+    i = np.arange(1, n + 1)
+    D = np.maximum((i / n - F).max(1), (F - (i - 1) / n).max(1))
+    A2 = -n - np.sum((2 * i - 1) * (log_ndtr(s) + log_ndtr(-s[:, ::-1])), axis=1) / n
+    return D, A2
+
+
+def quantised_gaussian_test(
+    x: np.ndarray, rounding: Callable[[np.ndarray], np.ndarray], rng: np.random.Generator
+) -> tuple[float, float, float, float]:
+    """(D, p_D, A^2, p_A): Lilliefors and Anderson–Darling on a quantised sample, each against
+    the same statistic on Gaussian samples with the sample's mean and std *put through the
+    same rounding* (TIED_DRAWS Monte Carlo draws, p = (1 + exceedances) / (1 + draws)): ties
+    alone do not reject (docs/science.md §4.1)."""
+    x = x[:TIED_SAMPLE]
+    n = len(x)
+    D, A2 = (float(v[0]) for v in _gauss_stats(x[None]))
+    mu, sd = float(x.mean()), float(x.std(ddof=1))
+    dn, an = [], []
+    for i in range(0, TIED_DRAWS, 25):  # batches of 25 x n: a few MB
+        y = rounding(mu + sd * rng.standard_normal((min(25, TIED_DRAWS - i), n)))
+        d, a = _gauss_stats(y)
+        dn.append(d)
+        an.append(a)
+    dd, aa = np.concatenate(dn), np.concatenate(an)
+    return (
+        D,
+        float((1 + np.sum(dd >= D)) / (1 + len(dd))),
+        A2,
+        float((1 + np.sum(aa >= A2)) / (1 + len(aa))),
+    )
+
+
 @dataclass(frozen=True)
 class EntryStats:
     n: int
@@ -271,6 +350,11 @@ class EntryStats:
     aic_laplace: float
     aic_t: float
     aic_uniform: float = math.nan
+    mean_z: float = math.nan  # the mean in units of its standard error, std / sqrt(n)
+    mean_share: float = math.nan  # share of ||W||_F^2 the mean component n mean^2 carries
+    distinct: int = -1  # distinct values among the tested sample
+    quantised: str = ""  # "" | bfloat16 | float16 | lattice | codebook (see quantiser)
+    gauss_reason: str = ""  # why there is no Gaussianity p-value, when there is none
 
     def gaussian_p(self, entry_test: str) -> float:
         """p-value of "the entries are Gaussian" by the chosen test (ks: Lilliefors, ad)."""
@@ -325,13 +409,32 @@ def entry_sample(
     )
 
 
-def entry_stats(x: np.ndarray, n: int, moments: tuple[float, float, float, float]) -> EntryStats:
+def entry_stats(
+    x: np.ndarray,
+    n: int,
+    moments: tuple[float, float, float, float],
+    rng: np.random.Generator | None = None,
+) -> EntryStats:
     """Tests and fits on the entry sample ``x`` of a matrix with ``n`` entries and these
-    (mean, std, skewness, excess kurtosis) of all of them."""
-    ks, ks_p = lilliefors(x)
-    ad, ad_p = anderson_darling(x)
-    fits = distribution_fits(x[:FIT_SAMPLE] if len(x) > FIT_SAMPLE else x)
+    (mean, std, skewness, excess kurtosis) of all of them. Quantised (tied) samples get the
+    quantised Gaussianity null (:func:`quantised_gaussian_test`, drawn with ``rng``), or no
+    p-value with fewer than MIN_DISTINCT values."""
     mean, std, skew, kurt = moments
+    distinct = len(np.unique(x))
+    quant, rounding = quantiser(x)
+    reason = ""
+    if distinct < MIN_DISTINCT:
+        ks = ks_p = ad = ad_p = math.nan
+        reason = f"{distinct} distinct values: no Gaussianity test"
+    elif rounding is not None:
+        ks, ks_p, ad, ad_p = quantised_gaussian_test(
+            x, rounding, rng if rng is not None else np.random.default_rng(0)
+        )
+    else:
+        ks, ks_p = lilliefors(x)
+        ad, ad_p = anderson_darling(x)
+    fits = distribution_fits(x[:FIT_SAMPLE] if len(x) > FIT_SAMPLE else x)
+    fro2 = n * mean * mean + (n - 1) * std * std
     return EntryStats(
         n=n,
         mean=mean,
@@ -349,4 +452,9 @@ def entry_stats(x: np.ndarray, n: int, moments: tuple[float, float, float, float
         aic_laplace=fits["aic_laplace"],
         aic_t=fits["aic_t"],
         aic_uniform=fits["aic_uniform"],
+        mean_z=mean / (std / math.sqrt(n)) if std > 0 else math.nan,
+        mean_share=n * mean * mean / fro2 if fro2 > 0 else math.nan,
+        distinct=distinct,
+        quantised=quant,
+        gauss_reason=reason,
     )

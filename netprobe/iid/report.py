@@ -79,6 +79,10 @@ class LayerResult:
             "gaussian": "" if self.gaussian is None else ("yes" if self.gaussian else "no"),
             "gaussian_p": self.gaussian_p,
             "t_dof": e.t_dof if e else nan,
+            "mean_z": e.mean_z if e else nan,
+            "mean_share": e.mean_share if e else nan,
+            "distinct_values": e.distinct if e else -1,
+            "quantised": e.quantised if e else "",
             "rows_mean_abs_r": i.rows.mean_abs_r if i else nan,
             "rows_mean_abs_r_iid": i.rows.mean_abs_r_iid if i else nan,
             "rows_mean_abs_r_perm": i.rows.mean_abs_r_perm if i else nan,
@@ -97,8 +101,14 @@ class LayerResult:
             "spike_fraction": s.spike_fraction if s else nan,
             "spikes_p": s.spikes_p if s else nan,
             "s_max_over_edge": s.s_max_over_edge if s else nan,
-            "sigma_mp": s.sigma_mp if s else nan,
-            "ww_spikes": s.ww_spikes if s else -1,
+            "spectrum_null": s.null if s else "",
+            "null_draws": s.null_draws if s else 0,
+            "spectrum_ks_p_how": s.ks_how if s else "",
+            "spikes_p_how": s.spikes_how if s else "",
+            "spectrum_ks_p_gauss": s.ks_p_gauss if s else nan,
+            "spikes_p_gauss": s.spikes_p_gauss if s else nan,
+            "sigma_fit": s.sigma_fit if s else nan,
+            "spikes_fit": s.spikes_fit if s else -1,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -315,8 +325,11 @@ MARKDOWN_COLUMNS = (
     "spectrum_ks",
     "spectrum_ks_p",
     "spikes",
+    "spikes_p",
+    "spectrum_null",
     "s_max_over_edge",
-    "sigma_mp",
+    "mean_z",
+    "quantised",
     "verdict",
     "failed",
 )
@@ -324,21 +337,35 @@ MARKDOWN_COLUMNS = (
 METHODS = {
     "matrix view": "Linear (out, in); Conv (C_out, C_in/groups*k...); fused in_proj_weight split into Q/K/V; "
     "other >=2-D weights (first dim, rest). Vectors and matrices with < 64 entries are skipped.",
+    "mean component": "mean_z = mean / (std / sqrt(n)), the entry mean in units of its standard error, and "
+    "mean_share = n mean^2 / ||W||_F^2, the share of the squared norm the rank-1 mean component carries. "
+    "Reported, not tested: i.i.d. entries may have any mean. The spectrum and spikes tests run on W - mean(W).",
     "entries": "moments of all entries; the entry law: Gaussian / uniform / Laplace / Student-t maximum-likelihood "
     "fits compared by AIC on up to 16,384 entries; whether it is Gaussian: Lilliefors KS test (Gaussian with the "
     "layer's own mean and std; p-value from a Monte Carlo null table of Stephens' modified statistic) or "
-    "Anderson-Darling (D'Agostino & Stephens p-value) on up to 65,536 entries, at level alpha. Reported beside the "
+    "Anderson-Darling (D'Agostino & Stephens p-value) on up to 65,536 entries, at level alpha. Quantised entries "
+    "(over 1% tied values in the sample: bfloat16 / float16 values, a lattice such as int8, or a codebook) are "
+    "tested on 16,384 entries against Monte Carlo Gaussian samples put through the same rounding (100 draws); "
+    "fewer than 8 distinct values: no Gaussianity p-value. Reported beside the "
     "verdict, not part of it: i.i.d. entries of any law are random-like.",
     "independence": "Schott's sum of squared off-diagonal correlations between rows and between columns (random subsets "
     "of large sides), with Var(r^2) measured on W's entries shuffled (drawn at random from a 65,536-entry sample: same "
     "marginal, no structure), gamma upper tail; Bonferroni over the two sides. Mean |r| observed, i.i.d.-expected and "
     "shuffled are reported.",
-    "spectrum": "exact: eigenvalues of the smaller Gram matrix (float32 syrk + symmetric eigensolver, float64 when the "
+    "spectrum": "on W - mean(W). exact: eigenvalues of the smaller Gram matrix (float32 syrk + symmetric eigensolver, float64 when the "
     "top-100 error estimate passes 5e-5); approx: stochastic Lanczos quadrature. KS distance of the bulk (spikes removed) "
-    "from Marchenko-Pastur at sigma fitted from the bulk's trace; p-value from Monte Carlo Gaussian spectra (Laguerre "
-    "model) of the same size.",
-    "spikes": "eigenvalues above the Tracy-Widom (beta=1) quantile of a Gaussian matrix's largest eigenvalue (Johnstone "
-    "2001, Ma 2012 centring), bulk sigma re-estimated without them until the count is stable.",
+    "from Marchenko-Pastur at sigma fitted from the bulk's trace; p-value first from Monte Carlo Gaussian spectra "
+    "(Laguerre model) of the same size, and when that is below 0.1 from the layer's own entries shuffled (exact "
+    "for i.i.d. entries of any law): sequential Monte Carlo (Besag-Clifford, stop at 3 exceedances, at most ceil(3 / alpha) "
+    "shuffles: 60 at alpha 0.05; layers over 512 per side shuffled into a 512-row matrix of the same aspect "
+    "ratio); when no shuffle reaches the statistic, the p-value below 1 / (shuffles + 1) is a location-scale fit "
+    "of the Gaussian null's shape to the shuffles (spectrum_null, null_draws, *_p_how). "
+    "approx (SLQ): Gaussian null only.",
+    "spikes": "count: eigenvalues above the Tracy-Widom (beta=1) quantile of a Gaussian matrix's largest eigenvalue "
+    "(Johnstone 2001, Ma 2012 centring), bulk sigma re-estimated without them until the count is stable. Test: the "
+    "largest eigenvalue's TW p-value, redone against the shuffled entries as for the spectrum when below 0.1 "
+    "(TW1 shape for the fitted tail). sigma_fit / spikes_fit: an MP scale fitted to the bulk and the count above "
+    "its edge (descriptive; not WeightWatcher's sigma_mp: docs/science.md §4.3).",
     "verdict": "structured when the independence, spectrum or spikes p-value is below alpha/3 (Bonferroni), so at most "
     "alpha of matrices with i.i.d. entries is called structured; the model is structured when a layer is at "
     "alpha/(3 * layers). See docs/science.md §2.1, §4 and §5.",

@@ -1,12 +1,19 @@
 """The spectrum of one weight matrix against Marchenko–Pastur, and its spikes (docs/science.md §4).
 
-This module's one job: from W's singular values (exact Gram eigenvalues, or a stochastic
-Lanczos quadrature for huge layers) the KS distance of the bulk's spectral distribution from
-the Marchenko–Pastur law of W's aspect ratio and its p-value, the Tracy–Widom spike count,
-and WeightWatcher's sigma_mp. The random-matrix machinery itself (laws, eigen routes, nulls)
-lives in :mod:`netprobe.spectra`. Both statistics hold for i.i.d. entries of any law with
-finite fourth moment (universality); their nulls are calibrated on Gaussian matrices
-(docs/science.md §5).
+This module's one job: from the singular values of the *centred* W (the mean component is
+reported apart, :mod:`netprobe.iid.entries`) — exact Gram eigenvalues, or a stochastic Lanczos
+quadrature for huge layers — the KS distance of the bulk's spectral distribution from the
+Marchenko–Pastur law of W's aspect ratio, the Tracy–Widom spike statistic, their p-values, and
+the descriptive MP-scale fit. The random-matrix machinery itself (laws, eigen routes, nulls)
+lives in :mod:`netprobe.spectra`.
+
+The p-values (docs/science.md §5.1): both statistics are first read against their Gaussian
+null (the Laguerre KS table, TW1). When that p-value is below :data:`SCREEN`, the exact null
+"i.i.d. entries of any law" decides instead: the same statistics on W's own entries shuffled
+(exchangeable under the null), with a sequential Monte Carlo p-value. A layer that passes the
+Gaussian null at SCREEN needs no draws: measured, the shuffled null's upper quantiles are at or
+above the Gaussian ones for every heavy-tailed law, and a light-tailed layer (uniform) with a
+Gaussian p above SCREEN never reaches the shuffled null's per-test level (docs/science.md §5.1).
 """
 
 from __future__ import annotations
@@ -23,6 +30,16 @@ from ..errors import OptionError
 
 SPECTRUM_MODES = ("exact", "approx", "auto")
 MIN_SPECTRUM_DIM = 8  # min(rows, cols) below this: no spectrum test
+# the shuffled null runs for a test whose Gaussian-null p-value is below this (6x the default
+# per-test level 0.05 / 3): see the module docstring and docs/science.md §5.1
+SCREEN = 0.1
+PERM_H = 3  # Besag-Clifford: stop after this many shuffles reach the observed statistic
+# shuffles at most: ceil(1 / level), the fewest that can resolve the per-test level (60 at the
+# default 0.05 / 3: p = 1 / 61 when no shuffle reaches the statistic), and never above this
+PERM_CAP = 200
+# layers with min(rows, cols) above this draw their shuffled null at this size (same aspect
+# ratio, entries drawn from the layer's own): one exact draw at 4096 costs seconds
+PERM_MAX_DIM = 512
 
 
 def check_spectrum_mode(spectrum: str) -> str:
@@ -39,42 +56,70 @@ class SpectrumStats:
     aspect: float  # lam = k / N
     sigma: float  # entry std fitted to the bulk (trace without the spikes)
     ks: float  # KS distance of the bulk's ESD from MP
-    ks_p: float
-    spikes: int
+    ks_p: float  # the verdict's p-value (null below)
+    spikes: int  # eigenvalues above the Gaussian TW edge at the per-test level
     spike_fraction: float
-    spikes_p: float  # TW p-value of the largest singular value
+    spikes_p: float  # p-value of the largest singular value (null below)
     s_max: float  # largest singular value of W / (sigma sqrt(N))
     edge: float  # MP bulk edge of those: 1 + sqrt(lam)
-    sigma_mp: float  # WeightWatcher-style sigma_mp (1 = all energy in an MP bulk)
-    ww_spikes: int  # eigenvalues above WeightWatcher's bulk_max + TW margin for sigma_mp
+    sigma_fit: float  # MP scale fitted to the bulk, eigenvalues at mean 1 (not WeightWatcher's)
+    spikes_fit: int  # eigenvalues above that fitted bulk's edge + a TW margin
+    ks_z: float = math.nan  # KS statistic standardised by the Gaussian null: (k D - mean) / sd
+    tw_z: float = math.nan  # largest eigenvalue standardised by TW centring and scale
+    ks_p_gauss: float = math.nan  # p-values against the Gaussian nulls (Laguerre table, TW1)
+    spikes_p_gauss: float = math.nan
+    null: str = "gaussian"  # gaussian | shuffled | shuffled KxN (reduced) | gaussian (slq)
+    null_draws: int = 0  # shuffles drawn (0: the Gaussian null decided)
+    ks_how: str = "gaussian"  # gaussian | sequential | monte-carlo | fitted
+    spikes_how: str = "gaussian"
 
     @property
     def s_max_over_edge(self) -> float:
         return self.s_max / self.edge
 
 
-def _ww_spikes(x_mean1: np.ndarray, lam: float, sigma_mp: float, k: int) -> int:
-    """WeightWatcher's spike count: eigenvalues (scaled to mean 1) above
-    bulk_max + sqrt(TW), bulk_max = (sigma_mp (1 + sqrt(lam)))^2,
-    TW = sqrt(lam) bulk_max^(2/3) k^(-2/3) (weightwatcher 0.7, ``mp_fit``)."""
-    if not math.isfinite(sigma_mp):
+def _fit_spikes(x_mean1: np.ndarray, lam: float, sigma_fit: float, k: int) -> int:
+    """Eigenvalues (scaled to mean 1) above bulk_max + sqrt(TW), bulk_max = (sigma_fit (1 +
+    sqrt(lam)))^2, TW = sqrt(lam) bulk_max^(2/3) k^(-2/3): WeightWatcher's edge formula on
+    netprobe's sigma fit (docs/science.md §4.3 says why the counts differ from that tool's)."""
+    if not math.isfinite(sigma_fit):
         return -1
-    bulk_max = (sigma_mp * (1 + math.sqrt(lam))) ** 2
+    bulk_max = (sigma_fit * (1 + math.sqrt(lam))) ** 2
     tw = math.sqrt(lam) * bulk_max ** (2 / 3) * k ** (-2 / 3)
     return int(np.count_nonzero(x_mean1 > bulk_max + math.sqrt(tw)))
 
 
-def spectrum_exact(ev: np.ndarray, k: int, N: int, method: str, alpha: float) -> SpectrumStats:
-    """Statistics from the k eigenvalues of the smaller Gram matrix (ascending)."""
+def ks_statistic(ev: np.ndarray, k: int, N: int, alpha: float) -> tuple[sp.Spikes, float, float]:
+    """(spikes, D, z) from the k ascending Gram eigenvalues: the spikes at TW level ``alpha``
+    removed, the bulk on the MP scale at the bulk's sigma, D its KS distance from MP and
+    z = (k_b D - mean) / sd standardised by the Gaussian null of size k_b = k - spikes."""
     spk = sp.count_spikes(ev, k, N, alpha)
     r = spk.count
-    bulk = ev[: k - r]
-    lam_b = (k - r) / (N - r)
-    x = bulk / (spk.sigma2 * (N - r))  # the bulk on the MP scale (mean 1)
-    D = sp.ks_to_mp(x, lam_b)
+    x = ev[: k - r] / (spk.sigma2 * (N - r))  # the bulk on the MP scale (mean 1)
+    D = sp.ks_to_mp(x, (k - r) / (N - r))
+    m, s = sp.spectrum_null(k - r)
+    return spk, D, ((k - r) * D - m) / s
+
+
+def tw_statistic(ev: np.ndarray, k: int, N: int) -> float:
+    """The largest eigenvalue over sigma^2 = trace / (k N), centred and scaled for TW1."""
+    s2 = float(ev.sum()) / (k * N)
+    if not s2 > 0:
+        return math.nan
+    mu, s = sp.tw_center_scale(k, N)
+    return (float(ev[-1]) / s2 - mu) / s
+
+
+def spectrum_exact(ev: np.ndarray, k: int, N: int, method: str, alpha: float) -> SpectrumStats:
+    """Statistics from the k eigenvalues of the smaller Gram matrix (ascending), with their
+    Gaussian-null p-values (the shuffled null is :func:`shuffled_null`'s)."""
+    spk, D, ks_z = ks_statistic(ev, k, N, alpha)
+    tw_z = tw_statistic(ev, k, N)
     lam = k / N
     xm = ev / max(float(ev.mean()), 1e-300)
-    smp = sp.fit_sigma_mp(xm, lam)
+    sfit = sp.fit_sigma_mp(xm, lam)
+    ks_p = sp.sf_from_table(ks_z, sp.NULL_Z, sp.NULL_LEVELS) if math.isfinite(D) else math.nan
+    tw_p = 1.0 - sp.tw1_cdf(tw_z) if math.isfinite(tw_z) else 0.0
     return SpectrumStats(
         method,
         k,
@@ -82,20 +127,87 @@ def spectrum_exact(ev: np.ndarray, k: int, N: int, method: str, alpha: float) ->
         lam,
         math.sqrt(spk.sigma2),
         D,
-        sp.spectrum_ks_pvalue(D, k - r),
-        r,
-        r / k,
-        spk.p_max,
+        ks_p,
+        spk.count,
+        spk.count / k,
+        tw_p,
         math.sqrt(float(ev[-1]) / (spk.sigma2 * N)),
         1 + math.sqrt(lam),
-        smp,
-        _ww_spikes(xm, lam, smp, k),
+        sfit,
+        _fit_spikes(xm, lam, sfit, k),
+        ks_z=ks_z,
+        tw_z=tw_z,
+        ks_p_gauss=ks_p,
+        spikes_p_gauss=tw_p,
     )
+
+
+def null_shape(k: int, N: int, transposed: bool) -> tuple[int, int]:
+    """The shape the shuffled null is drawn at: W's own, or PERM_MAX_DIM x N' with the same
+    aspect ratio for larger layers (in W's orientation)."""
+    if k <= PERM_MAX_DIM:
+        kk, nn = k, N
+    else:
+        kk, nn = PERM_MAX_DIM, max(PERM_MAX_DIM, round(N * PERM_MAX_DIM / k))
+    return (nn, kk) if transposed else (kk, nn)
+
+
+def null_cap(level: float) -> int:
+    """Shuffles allowed: ceil(1 / level), so that p = 1 / (draws + 1) < level when no shuffle
+    reaches the statistic (a Monte Carlo p-value that can reject exactly at the level), at most
+    PERM_CAP; below 1 / PERM_CAP the level is resolved by the fitted tail."""
+    return max(PERM_H, min(PERM_CAP, math.ceil(1.0 / level)))
+
+
+def shuffled_null(
+    st: SpectrumStats,
+    values: torch.Tensor,
+    shape: tuple[int, int],
+    level: float,
+    rng: np.random.Generator,
+) -> SpectrumStats:
+    """Redo the p-values whose Gaussian-null value is below SCREEN against the exact null:
+    the same standardised statistics on ``values`` (W's centred entries, flat float32)
+    shuffled into ``shape`` (W's, or :func:`null_shape`'s reduced one). Sequential Monte
+    Carlo (Besag–Clifford, h = PERM_H, cap :func:`null_cap`: a null layer rejects with
+    probability 1 / (cap + 1) <= level); tests that pass the Gaussian null keep its p-value
+    (docs/science.md §5.1)."""
+    from dataclasses import replace
+
+    todo = {
+        name: sp.SequentialPvalue(obs, law, PERM_H, null_cap(level))
+        for name, obs, p, law in (
+            ("ks", st.ks_z, st.ks_p, "ks"),
+            ("tw", st.tw_z, st.spikes_p, "tw"),
+        )
+        if math.isfinite(obs) and math.isfinite(p) and p < SCREEN
+    }
+    if not todo:
+        return st
+    m, n = shape
+    k, N = min(m, n), max(m, n)
+    draws = 0
+    while not all(s.done for s in todo.values()):
+        ev = sp.shuffled_eigenvalues(values, shape, rng)
+        draws += 1
+        if "ks" in todo:
+            todo["ks"].add(ks_statistic(ev, k, N, level)[2])
+        if "tw" in todo:
+            todo["tw"].add(tw_statistic(ev, k, N))
+    out = {name: s.result() for name, s in todo.items()}
+    reduced = k < st.k
+    label = f"shuffled {m}x{n}" if reduced else "shuffled"
+    kw: dict[str, Any] = {"null": label, "null_draws": draws}
+    if "ks" in out:
+        kw["ks_p"], kw["ks_how"] = out["ks"]
+    if "tw" in out:
+        kw["spikes_p"], kw["spikes_how"] = out["tw"]
+    return replace(st, **kw)
 
 
 def spectrum_approx(qd: sp.Quadrature, k: int, N: int, fro2: float, alpha: float) -> SpectrumStats:
     """Statistics from an SLQ quadrature; the KS p-value comes from the same estimator run
-    on the Laguerre model of a same-shape Gaussian matrix."""
+    on the Laguerre model of a same-shape Gaussian matrix (a Gaussian null: §5.6)."""
     from scipy.special import ndtr
 
     probes, steps = qd.nodes.shape
@@ -106,7 +218,7 @@ def spectrum_approx(qd: sp.Quadrature, k: int, N: int, fro2: float, alpha: float
     m, s = sp.approx_null(k, N, probes, steps)
     p = float(ndtr(-(math.log(max(D, 1e-12)) - m) / s))
     mean = fro2 / k
-    smp = sp.fit_sigma_mp(qd.nodes.ravel() / mean, lam, weights=qd.weights.ravel())
+    sfit = sp.fit_sigma_mp(qd.nodes.ravel() / mean, lam, weights=qd.weights.ravel())
     xm = (
         np.sort(qd.nodes, axis=1)[:, ::-1][int(np.argmax((qd.nodes > spk.threshold).sum(1)))] / mean
     )
@@ -123,8 +235,11 @@ def spectrum_approx(qd: sp.Quadrature, k: int, N: int, fro2: float, alpha: float
         spk.p_max,
         math.sqrt(qd.max_node() / (spk.sigma2 * N)),
         1 + math.sqrt(lam),
-        smp,
-        _ww_spikes(xm, lam, smp, k),
+        sfit,
+        _fit_spikes(xm, lam, sfit, k),
+        ks_p_gauss=p,
+        spikes_p_gauss=spk.p_max,
+        null="gaussian (slq)",
     )
 
 
@@ -149,7 +264,8 @@ def matrix_spectrum(
 ) -> MatrixSpectrum:
     """Spectrum statistics of W (on its device) by the exact route or SLQ (``mode``:
     exact, approx or auto: SLQ above ``spectra.AUTO_EXACT_MAX_DIM`` per side). ``fro2`` is
-    ||W||_F^2 (SLQ's trace), ``level`` the Tracy–Widom level of the spike count."""
+    ||W||_F^2 (SLQ's trace), ``level`` the per-test level (the Tracy–Widom level of the spike
+    count, and what the shuffled null must resolve). W is centred already (mean 0)."""
     m, n = (int(v) for v in W.shape)
     k, N = min(m, n), max(m, n)
     if mode == "auto":
@@ -159,7 +275,10 @@ def matrix_spectrum(
         ev, Gt, route = sp.exact_eigenvalues(W)
         arrays["sv"] = np.sqrt(ev[::-1]).astype(np.float32)
         gram = Gt.cpu().numpy() if Gt is not None else None
-        return MatrixSpectrum(spectrum_exact(ev, k, N, route, level), gram, arrays)
+        st = spectrum_exact(ev, k, N, route, level)
+        values = W.detach().reshape(-1).float()
+        st = shuffled_null(st, values, null_shape(k, N, m > n), level, rng)
+        return MatrixSpectrum(st, gram, arrays)
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
     qd = sp.slq(W if W.dtype == torch.float32 else W.float(), generator=g)
     arrays["slq_nodes"], arrays["slq_weights"] = qd.nodes, qd.weights

@@ -1,0 +1,105 @@
+"""Exchangeable nulls: a layer's own entries, shuffled (docs/science.md §5.1).
+
+Under the null "the entries of W are i.i.d., of any law", every permutation of W's entries is
+equally likely, so W's statistic is exchangeable with the same statistic on its entries
+shuffled: a Monte Carlo p-value over shuffles is exact for every entry law (no Gaussian, no
+fourth-moment assumption). Each draw costs one Gram eigen-decomposition, so this module gives:
+
+* :func:`shuffled_eigenvalues` — Gram eigenvalues of the entries reshuffled into a k' x N'
+  matrix (the full shape, or a reduced one of the same aspect ratio for large layers);
+* :class:`SequentialPvalue` — Besag & Clifford's (1991) sequential Monte Carlo p-value: stop
+  after ``h`` exceedances (p = h / draws) or at the cap (p = (g + 1) / (draws + 1)); when no
+  draw reaches the observed value, the p-value below the Monte Carlo resolution comes from a
+  location–scale fit of the Gaussian null's shape to the draws (:func:`fitted_tail`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .densities import tw1_cdf
+from .exact import smaller_gram
+from .nulls import NULL_LEVELS, NULL_Z, sf_from_table
+
+# mean and sd of the TW1 law (Tracy & Widom 1996; Bornemann 2010, Table 3)
+TW1_MEAN = -1.2065335745820
+TW1_SD = math.sqrt(1.6077810345810)
+
+
+def shuffled_eigenvalues(
+    values: torch.Tensor, shape: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """Ascending eigenvalues (float64) of the smaller Gram matrix of a ``shape`` matrix filled
+    with entries drawn without replacement from ``values`` (a flat float32 tensor with at least
+    as many entries): a uniformly random permutation of them when the sizes match."""
+    m, n = shape
+    idx = torch.from_numpy(rng.permutation(len(values))[: m * n])
+    G = smaller_gram(values[idx].reshape(m, n), torch.float32)
+    return np.clip(torch.linalg.eigvalsh(G, UPLO="U").double().cpu().numpy(), 0.0, None)
+
+
+def fitted_tail(x: float, draws: np.ndarray, shape: str) -> float:
+    """Upper-tail probability of ``x`` under the law ``shape`` ("ks": the Gaussian KS-to-MP
+    null's standardised shape, NULL_Z; "tw": TW1) moved and scaled to the draws' mean and sd:
+    the p-value below the Monte Carlo resolution, when no draw reaches ``x``."""
+    if len(draws) < 2:
+        return math.nan
+    mu, sd = float(np.mean(draws)), float(np.std(draws, ddof=1))
+    if not sd > 0:
+        return 0.0 if x > mu else 1.0
+    z = (x - mu) / sd
+    if shape == "ks":
+        return sf_from_table(z, NULL_Z, NULL_LEVELS)
+    return 1.0 - tw1_cdf(TW1_MEAN + TW1_SD * z)
+
+
+@dataclass
+class SequentialPvalue:
+    """Besag–Clifford sequential Monte Carlo p-value of one observed statistic (upper tail).
+
+    Feed draws with :meth:`add` until :attr:`done`. The p-value (:meth:`result`) is valid at
+    every stopping point the rule allows: h / draws when the h-th exceedance stopped it;
+    (g + 1) / (draws + 1) at the cap with g < h exceedances; and, when no draw reached the
+    observed value (g = 0), the fitted tail (:func:`fitted_tail`) instead, since (g + 1) /
+    (draws + 1) cannot go below the Monte Carlo resolution (the fitted value is capped there, so
+    a decision at a level >= 1 / (cap + 1) is the exact Monte Carlo one)."""
+
+    observed: float
+    shape: str  # "ks" or "tw": the law used for the fitted tail
+    h: int
+    cap: int
+    draws: list[float] = field(default_factory=list)
+    exceed: int = 0
+    stopped: str = ""  # "", "exceedances" or "cap"
+
+    def add(self, value: float) -> None:
+        if self.stopped:
+            return
+        self.draws.append(value)
+        self.exceed += value >= self.observed
+        n = len(self.draws)
+        if self.exceed >= self.h:
+            self.stopped = "exceedances"
+        elif n >= self.cap:
+            self.stopped = "cap"
+
+    @property
+    def done(self) -> bool:
+        return bool(self.stopped)
+
+    def fit(self) -> float:
+        return fitted_tail(self.observed, np.asarray(self.draws), self.shape)
+
+    def result(self) -> tuple[float, str]:
+        """(p, how): how is "sequential" (h exceedances), "monte-carlo" (the cap) or
+        "fitted" (no draw reached the statistic: the location–scale fit's tail)."""
+        n = len(self.draws)
+        if self.stopped == "exceedances":
+            return self.h / n, "sequential"
+        if self.exceed == 0 and n >= 2:
+            return min(self.fit(), 1.0 / (n + 1)), "fitted"
+        return (self.exceed + 1) / (n + 1), "monte-carlo"
