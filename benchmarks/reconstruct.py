@@ -115,29 +115,8 @@ def bench(
     }
 
 
-def ssim_direct(x: torch.Tensor, y: torch.Tensor, win: int = 11) -> torch.Tensor:
-    """The SSIM netprobe computed before: one 2-D 11×11 Gaussian window in float64."""
-    import torch.nn.functional as F
-
-    t = torch.arange(win, dtype=torch.float64) - (win - 1) / 2
-    g = torch.exp(-(t**2) / (2 * 1.5**2))
-    g = g / g.sum()
-    c = x.shape[1]
-    k = (g[:, None] * g[None, :]).expand(c, 1, win, win).to(x.device)
-    x, y = x.double(), y.double()
-
-    def filt(v: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(v, k, groups=c)
-
-    mx, my = filt(x), filt(y)
-    sxx, syy, sxy = filt(x * x) - mx**2, filt(y * y) - my**2, filt(x * y) - mx * my
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-    return s.mean(dim=(1, 2, 3))
-
-
 def bench_ssim(batch: int, devices: list[str], repeat: int) -> None:
-    from netprobe.reconstruction.metrics import ssim
+    from netprobe.reconstruction.metrics import ssim, ssim_direct
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, 224, 224, generator=g)

@@ -159,3 +159,24 @@ def pixel_metrics(
     out["psnr"] = 10 * torch.log10(rng**2 / mse.clamp(min=1e-20))
     out["ssim"] = ssim(px, pt, rng)
     return out
+
+
+def ssim_direct(x: torch.Tensor, y: torch.Tensor, win: int = 11) -> torch.Tensor:
+    """SSIM by its definition (Wang et al. 2004): one 2-D 11x11 Gaussian window (σ 1.5) in
+    float64, per channel. Slow; kept as the reference that :func:`ssim` (separable, float32)
+    is tested and benchmarked against."""
+    t = torch.arange(win, dtype=torch.float64) - (win - 1) / 2
+    g = torch.exp(-(t**2) / (2 * 1.5**2))
+    g = g / g.sum()
+    c = x.shape[1]
+    k = (g[:, None] * g[None, :]).expand(c, 1, win, win).to(x.device)
+    x, y = x.double(), y.double()
+
+    def filt(v: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(v, k, groups=c)
+
+    mx, my = filt(x), filt(y)
+    sxx, syy, sxy = filt(x * x) - mx**2, filt(y * y) - my**2, filt(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    return s.mean(dim=(1, 2, 3))
