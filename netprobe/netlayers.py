@@ -384,7 +384,13 @@ def hidden_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[Hidden
     x = torch.randn((1, *input_shape), generator=g).to(device=device, dtype=dtype)
     try:
         hidden, _, _ = trace_hidden(model, x)
-    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+    except (
+        RuntimeError,
+        ValueError,
+        IndexError,
+        TypeError,
+        AssertionError,
+    ) as e:  # export guards assert
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "Guard failed" in msg and "size()[0]" in msg:
             raise OptionError(

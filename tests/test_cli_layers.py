@@ -121,3 +121,14 @@ def test_api_layers_is_reproducible_and_seeded() -> None:
     b = netprobe.load("resnet18", weights="none", seed=0).tensors["conv1.weight"]
     c = netprobe.load("resnet18", weights="none", seed=1).tensors["conv1.weight"]
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_layers_on_a_program_exported_with_a_static_batch_above_one_is_one_line(tmp_path: Path) -> None:
+    """torch.export guards fail with an AssertionError when traced at batch 1: one line, exit
+    2, naming the fix (was an internal error, exit 70)."""
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    path = tmp_path / "b3.pt2"
+    torch.export.save(torch.export.export(net, (torch.randn(3, 6),)), path)
+    result = runner.invoke(app, ["layers", str(path)])
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    assert "batch size it was exported with" in result.stderr and "Traceback" not in result.stderr
