@@ -565,6 +565,35 @@ def test_square_matrices_column_correlations_use_the_columns() -> None:
     assert i is not None and i.cols.p < 1e-6 and i.rows.p > 1e-3
 
 
+def test_independence_screen_hands_small_p_values_to_the_shuffled_null() -> None:
+    """The moment-matched gamma p-value is only a screen: below 0.1 the side is decided by its
+    own entries shuffled, at level / 2 per side (Bonferroni over rows and columns), so the
+    shuffles alone can resolve it. t(3) layers were flagged 2.7% at 1.67% by the gamma tail."""
+    from netprobe.iid import independence as ind
+
+    level = 0.05 / 3
+    # a t(3) 16x16 matrix the gamma tail rejects (p = 0.016), which its shuffles do not
+    rng = np.random.default_rng(85)
+    W = torch.from_numpy(rng.standard_t(3.0, size=(16, 16))).float()
+    W = W - W.mean()
+    pool = W.reshape(-1).numpy()
+    s = ind.independence_stats(W, pool, None, np.random.default_rng(0), level)
+    assert s.null == "shuffled" and s.p > level
+    assert s.rows.null_draws + s.cols.null_draws > 0
+    # strongly correlated rows: no shuffle reaches T; the cap resolves level / 2
+    g = torch.Generator().manual_seed(1)
+    W = torch.randn(40, 200, generator=g) + 0.5 * torch.randn(1, 200, generator=g)
+    W = W - W.mean()
+    s = ind.independence_stats(W, W.reshape(-1).numpy(), None, np.random.default_rng(0), level)
+    assert s.rows.null == "shuffled" and s.rows.null_draws == math.ceil(2 / level)
+    assert s.rows.p <= 1 / (s.rows.null_draws + 1) and s.p < level
+    # a side that passes the screen keeps its gamma p-value and draws nothing
+    W = torch.from_numpy(np.random.default_rng(2).standard_normal((64, 64))).float()
+    s = ind.independence_stats(W, W.reshape(-1).numpy(), None, np.random.default_rng(0), level)
+    assert all(side.null == "gamma" and side.null_draws == 0 for side in (s.rows, s.cols))
+    assert s.p > ind.SCREEN
+
+
 def test_a_nonzero_mean_is_reported_as_the_mean_component_not_a_spike() -> None:
     """i.i.d. N(0.1, 1) at 256 x 512: the mean is a rank-1 component of size 0.1 sqrt(m n) = 36,
     far above the bulk edge (sqrt(256) + sqrt(512) = 38.6 in singular value, 1.9x BBP), so the

@@ -137,7 +137,7 @@ def analyse_matrix(
     # (entries.mean_z, mean_share) and does not count as structure (docs/science.md §4.1)
     Wc = Wc.float() - float(moments[0]) if Wc.dtype != torch.float64 else Wc - moments[0]
     ms, notes = _spectrum_step(Wc, moments, spectrum=spectrum, th=th, device=device, rng=rng)
-    indep = independence_stats(Wc, sample, ms.gram if ms else None, rng)
+    indep = independence_stats(Wc, sample, ms.gram if ms else None, rng, th.per_test)
     pvalues = {"independence": indep.p}
     if ms is not None:
         pvalues["spectrum"] = ms.stats.ks_p

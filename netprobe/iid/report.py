@@ -92,6 +92,8 @@ class LayerResult:
             "cols_mean_abs_r_perm": i.cols.mean_abs_r_perm if i else nan,
             "cols_z": i.cols.z if i else nan,
             "independence_p": i.p if i else nan,
+            "independence_null": i.null if i else "",
+            "independence_draws": i.rows.null_draws + i.cols.null_draws if i else 0,
             "spectrum_method": s.method if s else "",
             "aspect": s.aspect if s else nan,
             "sigma": s.sigma if s else nan,

@@ -44,7 +44,7 @@ def shuffled_eigenvalues(
 
 def fitted_tail(x: float, draws: np.ndarray, shape: str) -> float:
     """Upper-tail probability of ``x`` under the law ``shape`` ("ks": the Gaussian KS-to-MP
-    null's standardised shape, NULL_Z; "tw": TW1) moved and scaled to the draws' mean and sd:
+    null's standardised shape, NULL_Z; "tw": TW1; "z": the normal, for sums of many terms) moved and scaled to the draws' mean and sd:
     the p-value below the Monte Carlo resolution, when no draw reaches ``x``."""
     if len(draws) < 2:
         return math.nan
@@ -54,6 +54,10 @@ def fitted_tail(x: float, draws: np.ndarray, shape: str) -> float:
     z = (x - mu) / sd
     if shape == "ks":
         return sf_from_table(z, NULL_Z, NULL_LEVELS)
+    if shape == "z":
+        from scipy.special import ndtr
+
+        return float(ndtr(-z))
     return 1.0 - tw1_cdf(TW1_MEAN + TW1_SD * z)
 
 
@@ -69,7 +73,7 @@ class SequentialPvalue:
     a decision at a level >= 1 / (cap + 1) is the exact Monte Carlo one)."""
 
     observed: float
-    shape: str  # "ks" or "tw": the law used for the fitted tail
+    shape: str  # "ks", "tw" or "z": the law used for the fitted tail
     h: int
     cap: int
     draws: list[float] = field(default_factory=list)
