@@ -21,10 +21,28 @@ from torch import nn
 from ..errors import NothingToAnalyseError, OptionError
 from ..netlayers import WeightLayer, as_matrix, glob_keep, weight_layers
 from .entries import EntryStats, entry_moments, entry_sample, entry_stats
-from .independence import independence_stats
+from .independence import IndependenceStats, independence_stats
+from .lowrank import LowRank, energy_share, residual_matrix
+from .powerlaw import PowerLawFit, fit_powerlaw
 from .report import LayerResult, RandomnessReport
-from .spectrum import MIN_SPECTRUM_DIM, MatrixSpectrum, check_spectrum_mode, matrix_spectrum
-from .verdict import Thresholds, is_gaussian, layer_verdict, model_verdict
+from .spacing import SpacingStats, spacing_stats
+from .spectrum import (
+    MIN_SPECTRUM_DIM,
+    MatrixSpectrum,
+    check_spectrum_mode,
+    matrix_spectrum,
+    null_shape,
+)
+from .vectors import VECTORS, VectorStats, top_singular, vector_stats
+from .verdict import (
+    Thresholds,
+    headline,
+    is_gaussian,
+    layer_verdict,
+    model_verdict,
+    rmt_failed,
+    rmt_level,
+)
 
 MIN_ENTRIES = 64  # fewer entries: the layer is skipped
 DPI_RANGE = (20, 600)
@@ -102,6 +120,108 @@ def _spectrum_step(
     return ms, notes
 
 
+def _rmt_tests(
+    Wc: torch.Tensor,
+    ms: MatrixSpectrum | None,
+    th: Thresholds,
+    rng: np.random.Generator,
+    offset: int,
+) -> tuple[VectorStats | None, SpacingStats | None, np.ndarray, np.ndarray]:
+    """The singular-vector and level-spacing tests on the centred matrix Wc (docs/science.md
+    §6.1, §6.2), skipping the top ``offset`` directions in the vector test; also returns the
+    top ``offset + VECTORS`` left and right singular vectors (the low-rank step's U, V)."""
+    none = np.zeros((0, 0))
+    if ms is None:
+        return None, None, none, none
+    U, _, V = top_singular(Wc, ms.gram, offset + VECTORS, rng)
+    vec = None
+    if U.shape[1] > offset:
+        vec = vector_stats(
+            Wc,
+            U,
+            V,
+            level=rmt_level(th),
+            rng=rng,
+            offset=offset,
+            null_values=Wc.reshape(-1).float(),
+        )
+    spc = None
+    if "sv" in ms.arrays:
+        ev = np.sort(ms.arrays["sv"].astype(np.float64) ** 2)
+        spc = spacing_stats(ev, max(ms.stats.spikes, 0), ms.stats.N)
+    return vec, spc, U, V
+
+
+def _headline_pvalues(
+    indep: IndependenceStats,
+    ms: MatrixSpectrum | None,
+    vec: VectorStats | None,
+    spc: SpacingStats | None,
+) -> dict[str, float]:
+    """The p-values of the headline's five tests (verdict.RMT_TESTS) that were run."""
+    pv = {"independence": indep.p}
+    if ms is not None:
+        pv["spectrum"] = ms.stats.ks_p
+        pv["spikes"] = ms.stats.spikes_p
+    if vec is not None:
+        pv["vectors"] = vec.p
+    if spc is not None:
+        pv["spacing"] = spc.p
+    return pv
+
+
+def _lowrank_step(
+    Wc: torch.Tensor,
+    ms: MatrixSpectrum,
+    U: np.ndarray,
+    V: np.ndarray,
+    fro2: float,
+    *,
+    spectrum: str,
+    th: Thresholds,
+    device: str | torch.device,
+    rng: np.random.Generator,
+) -> LowRank:
+    """The k spike directions' energy share, and every headline test re-run on the residual
+    Z (lowrank.residual_matrix: W without U_k S_k V_k^T, in reflected coordinates)."""
+    k = max(ms.stats.spikes, 0)
+    sv = ms.arrays.get("sv")
+    s_top = sv[:k] if sv is not None else np.linalg.norm(Wc.double().numpy().T @ U[:, :k], axis=0)
+    share = energy_share(s_top, fro2)
+    if k == 0 or k >= ms.stats.k // 2 or U.shape[1] < k:
+        return LowRank(k, share, None, {}, (), "")
+    Z = residual_matrix(Wc, U[:, :k], V[:, :k])
+    flat = Z.reshape(-1)
+    zmean, zstd = float(flat.double().mean()), float(flat.double().std())
+    Zc = Z - zmean
+    zsample = entry_sample(Zc.reshape(-1), rng)
+    mz, _ = _spectrum_step(
+        Zc, (0.0, zstd, 0.0, 0.0), spectrum=spectrum, th=th, device=device, rng=rng
+    )
+    indep = independence_stats(Zc, zsample, mz.gram if mz else None, rng)
+    vec, spc, _, _ = _rmt_tests(Zc, mz, th, rng, 0)
+    pv = _headline_pvalues(indep, mz, vec, spc)
+    failed = rmt_failed(pv, th)
+    shape = (int(Z.shape[0]), int(Z.shape[1]))
+    return LowRank(k, share, shape, pv, failed, "structured" if failed else "random-like")
+
+
+def _powerlaw_step(
+    Wc: torch.Tensor, ms: MatrixSpectrum | None, rng: np.random.Generator
+) -> PowerLawFit | None:
+    """The CSN tail fit of the Gram eigenvalues, beside the same fit on W's entries shuffled
+    (at the shuffled null's size: spectrum.null_shape) (docs/science.md §6.6)."""
+    from ..spectra import shuffled_eigenvalues
+
+    if ms is None or "sv" not in ms.arrays:
+        return None
+    ev = ms.arrays["sv"].astype(np.float64) ** 2
+    m, n = (int(v) for v in Wc.shape)
+    shape = null_shape(min(m, n), max(m, n), m > n)
+    shuffled = shuffled_eigenvalues(Wc.reshape(-1).float(), shape, rng)
+    return fit_powerlaw(ev, rng, shuffled)
+
+
 def analyse_matrix(
     W: torch.Tensor,
     *,
@@ -116,7 +236,8 @@ def analyse_matrix(
 ) -> LayerResult:
     """Every statistic on one 2-D matrix (rows = output units) and its verdict: entries
     (law, Gaussianity, mean component and ties, reported), spectrum and spikes of the centred
-    matrix, independence, verdict."""
+    matrix, independence, verdict; then the random-matrix headline: singular vectors, level
+    spacings, the spike directions and the tests on the residual (docs/science.md §6)."""
     t0 = time.perf_counter()
     th = thresholds or Thresholds()
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence([seed])
@@ -144,7 +265,30 @@ def analyse_matrix(
         pvalues["spikes"] = ms.stats.spikes_p
     failed, verdict = layer_verdict(pvalues, th)
     gp = entries.gaussian_p(th.entry_test)
+    # the random-matrix headline (docs/science.md §6): its own random stream, so the
+    # verdict's numbers above do not depend on whether it runs
+    rng6 = np.random.default_rng(ss.spawn(1)[0])
+    vec, spc, U, V = _rmt_tests(Wc, ms, th, rng6, 0)
+    hp = _headline_pvalues(indep, ms, vec, spc)
+    hfailed = rmt_failed(hp, th)
+    low = None
+    if ms is not None:
+        m, n = matrix_shape or (0, 0)
+        fro2 = (m * n - 1) * moments[1] ** 2
+        low = (
+            _lowrank_step(Wc, ms, U, V, fro2, spectrum=spectrum, th=th, device=device, rng=rng6)
+            if hfailed
+            else LowRank(max(ms.stats.spikes, 0), 0.0, None, {}, (), "")
+        )
+        if not hfailed and low.k and "sv" in ms.arrays:
+            low = LowRank(low.k, energy_share(ms.arrays["sv"][: low.k], fro2), None, {}, (), "")
+    k = low.k if low else 0
+    residual_failed = low.residual_failed if low and low.residual_verdict else None
+    head = headline(hfailed, k, low.energy if low else 0.0, residual_failed)
+    plaw = _powerlaw_step(Wc, ms, rng6)
     arrays = dict(ms.arrays) if ms else {}
+    if k and "sv" in arrays:
+        arrays["residual_sv"] = arrays["sv"][k:]  # the residual's: W's after the top k
     arrays["sample"] = np.sort(sample[:4096]).astype(np.float32)  # histogram and Q-Q figures
     return LayerResult(
         **base,
@@ -161,6 +305,13 @@ def analyse_matrix(
         gaussian_p=gp,
         gaussian=is_gaussian(gp, th),
         arrays=arrays,
+        vectors=vec,
+        spacing=spc,
+        lowrank=low,
+        powerlaw=plaw,
+        headline=head,
+        headline_failed=hfailed,
+        headline_pvalues=hp,
     )
 
 
