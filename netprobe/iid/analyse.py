@@ -37,6 +37,7 @@ from .vectors import VECTORS, VectorStats, top_singular, vector_stats
 from .verdict import (
     Thresholds,
     headline,
+    headline_kind,
     is_gaussian,
     layer_verdict,
     model_verdict,
@@ -356,6 +357,13 @@ def _summary(results: list[LayerResult]) -> str:
         text += (
             f"; Gaussian entries in {sum(bool(r.gaussian) for r in analysed)} of {len(analysed)}"
         )
+    kinds = [headline_kind(r.headline) for r in analysed if r.headline]
+    if kinds:  # the random-matrix headline (docs/science.md §6.4)
+        text += (
+            f"; headline: {kinds.count('random-like')} random-like, "
+            f"{kinds.count('low-rank')} random-like except a few directions, "
+            f"{kinds.count('structured')} structured"
+        )
     nskip = len(results) - len(analysed)
     if nskip:
         text += f"; {nskip} tensors skipped (see the table)"
@@ -451,6 +459,7 @@ def analyse(
     seed: int = 0,
     progress: Progress | None = None,
     include: list[str] | None = None,
+    compare: Any = None,
 ) -> RandomnessReport:
     """Test the random-like weight hypothesis on every selected weight matrix of a loaded
     model (:class:`netprobe.loading.LoadedModel`). ``layers`` (alias ``include``) and
@@ -471,6 +480,9 @@ def analyse(
     }
     rep = analyse_tensors(lm.tensors, lm.module, model=lm.display, progress=progress, **kw)
     rep = replace(rep, provenance=lm.provenance() if hasattr(lm, "provenance") else None)
+    if compare is not None:  # another loaded checkpoint, analysed the same way (§6.7)
+        other = analyse_tensors(compare.tensors, compare.module, model=compare.display, **kw)
+        rep = replace(rep, seconds=rep.seconds + other.seconds, compare=other)
     if not compare_init:
         return rep
     net, how = fresh_init(lm, seed)
@@ -503,6 +515,7 @@ def randomness(
     seed: int = 0,
     threads: int | None = None,
     progress: Progress | None = None,
+    compare: Any = None,
     **load_kwargs: Any,
 ) -> RandomnessReport:
     """Test the random-like weight hypothesis (docs/science.md §2.1) on MODEL: a spec
@@ -513,6 +526,8 @@ def randomness(
     tests whose null is i.i.d. entries of any law, at family-wise rate ``alpha``
     (docs/science.md §4, §5). The entry law, and whether it is Gaussian (``entry_test``), are
     reported beside the verdict. ``figures`` and ``dpi`` steer :meth:`RandomnessReport.write`.
+    ``compare`` (another checkpoint: a spec, or a weights file when MODEL came with
+    ``weights_file``) is analysed the same way and differenced layer by layer (§6.7).
     """
     from dataclasses import replace
 
@@ -523,6 +538,13 @@ def randomness(
     check_options(spectrum, dpi, th)
     check_threads(threads)
     lm = ensure_loaded(model, seed=seed, **load_kwargs)
+    other = None
+    if compare is not None:  # loaded before any analysis: a bad OTHER fails first
+        if load_kwargs.get("weights_file") is not None and not isinstance(compare, nn.Module):
+            other = ensure_loaded(model, seed=seed, **{**load_kwargs, "weights_file": compare})
+        else:
+            kw = {k: v for k, v in load_kwargs.items() if k != "weights_file"}
+            other = ensure_loaded(compare, seed=seed, **kw)
     with cpu_threads(threads):
         rep = analyse(
             lm,
@@ -534,5 +556,6 @@ def randomness(
             device=device,
             seed=seed,
             progress=progress,
+            compare=other,
         )
     return replace(rep, figures=figures, dpi=dpi)

@@ -72,7 +72,7 @@ def fit_tail(x: np.ndarray) -> tuple[float, float, int, float]:
         j = np.arange(nt)
         d = float(max(np.max(np.abs(j / nt - cdf)), np.max(np.abs((j + 1) / nt - cdf))))
         if d < best[3]:
-            best = (a, float(x[i]), nt, d)
+            best = (float(a), float(x[i]), int(nt), d)
     return best
 
 

@@ -218,10 +218,17 @@ class RandomnessReport:
     figures: bool = True
     dpi: int = 100
     provenance: dict[str, Any] | None = None
+    compare: RandomnessReport | None = None  # --compare OTHER: the other checkpoint's report
 
     @property
     def analysed(self) -> list[LayerResult]:
         return [layer for layer in self.layers if layer.analysed]
+
+    def compare_rows(self) -> list[dict[str, Any]]:
+        """Per-layer differences against ``compare`` (iid.compare, docs/science.md §6.7)."""
+        from .compare import compare_rows
+
+        return compare_rows(self, self.compare) if self.compare is not None else []
 
     @property
     def structured(self) -> list[LayerResult]:
@@ -262,6 +269,14 @@ class RandomnessReport:
             "methods": METHODS,
             "layers": [layer.to_dict() for layer in self.layers],
         }
+        if self.compare is not None:
+            from .compare import compare_summary
+
+            d["compare"] = {
+                "model": self.compare.model,
+                "summary": compare_summary(self.compare_rows(), self.compare.model),
+                "layers": _jsonable(self.compare_rows()),
+            }
         if self.init is not None:
             d["init"] = {
                 "method": self.init_method,
@@ -327,6 +342,14 @@ class RandomnessReport:
             text += "\n## Skipped tensors\n\n" + markdown_table(
                 skipped, ["layer", "tensor_shape", "reason"]
             )
+        if self.compare is not None:
+            from .compare import compare_summary
+
+            text += (
+                f"\n## Compared with {self.compare.model}\n\n"
+                f"{compare_summary(self.compare_rows(), self.compare.model)} Per-layer "
+                "differences with 95% intervals: compare.csv (docs/science.md §6.7).\n"
+            )
         if self.init is not None:
             text += f"\n## Fresh initialisation\n\n{self.init_method}. Verdict: {self.init.verdict}. {self.init.summary}\n"
         figures = self.figure_files()
@@ -346,6 +369,9 @@ class RandomnessReport:
         out.write_json("report.json", self.to_dict())
         out.write_npz("spectra.npz", self.arrays())
         out.write_text("report.md", self.to_markdown())
+        from ..plots_rmt import write_rmt_outputs
+
+        names += write_rmt_outputs(self, out)  # residual.png, compare.csv / .png (§6)
         return [*names, "layers.csv", "report.json", "spectra.npz", "report.md"]
 
     def _write_figures(self, out: OutputDir, names: list[str]) -> None:
