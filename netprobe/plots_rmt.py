@@ -58,7 +58,7 @@ def compare_figure(rows: list[dict[str, Any]], other: str) -> Any:
         if i == len(cols) - 1:
             for t in ax.get_xticklabels():
                 t.set_rotation(60)
-                t.set_ha("right")
+                t.set_horizontalalignment("right")
     fig.suptitle(f"{plain(other)} minus this model, per layer (95% intervals)", fontsize=9)
 
     return fig
