@@ -219,7 +219,12 @@ def _powerlaw_step(
     ev = ms.arrays["sv"].astype(np.float64) ** 2
     m, n = (int(v) for v in Wc.shape)
     shape = null_shape(min(m, n), max(m, n), m > n)
-    shuffled = shuffled_eigenvalues(Wc.reshape(-1).float(), shape, rng)
+    # entries drawn at random from W's (without replacement) at the shuffled null's size
+    flat = Wc.reshape(-1).float()
+    take = shape[0] * shape[1]
+    if take < flat.numel():
+        flat = flat[torch.from_numpy(rng.choice(flat.numel(), take, replace=False))]
+    shuffled = shuffled_eigenvalues(flat, shape, rng)
     return fit_powerlaw(ev, rng, shuffled)
 
 

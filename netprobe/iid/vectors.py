@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,8 +100,30 @@ def haar_ipr_pvalue(ipr: float, n: int) -> float:
 
 def _full_gram(G: np.ndarray) -> np.ndarray:
     """The symmetric matrix from an upper-triangle-valid Gram (spectra.smaller_gram)."""
-    G = np.asarray(G, dtype=np.float64)
-    return np.triu(G) + np.triu(G, 1).T
+    G = np.asarray(G, dtype=np.float32)  # float32: the matvecs are memory-bound
+    full = np.triu(G)
+    full += np.triu(G, 1).T
+    return full
+
+
+def _gram_operator(G: np.ndarray) -> Any:
+    """The Gram matrix as a LinearOperator reading only its upper triangle (BLAS symv), so
+    the k x k matrix is never copied (a 4096-side copy costs more than the Lanczos run)."""
+    from scipy.linalg import blas
+    from scipy.sparse.linalg import LinearOperator
+
+    A = np.asarray(G)
+    if A.dtype != np.float32:
+        A = A.astype(np.float32)
+    # BLAS reads a C-ordered array as its transpose: its upper triangle is our lower one
+    lower = 0 if A.flags.f_contiguous else 1
+    At = A if A.flags.f_contiguous else A.T  # Fortran view, no copy
+    k = A.shape[0]
+    return LinearOperator(
+        (k, k),
+        matvec=lambda x: blas.ssymv(1.0, At, np.asarray(x, np.float32).ravel(), lower=lower),
+        dtype=np.float32,
+    )
 
 
 def top_singular(
@@ -121,12 +144,25 @@ def top_singular(
         U, s, Vt = svds(A, k=count, v0=v0, which="LM")
         order = np.argsort(s)[::-1]
         return U[:, order], s[order], Vt[order].T
-    Gf = _full_gram(G) if G is not None else (A @ A.T if m <= n else A.T @ A)
-    if k <= DENSE_MAX or count >= k - 1:
-        ev, vec = np.linalg.eigh(Gf)
+    dense = k <= DENSE_MAX or count >= k - 1
+    if G is None:
+        Gf: Any = A @ A.T if m <= n else A.T @ A
+    else:
+        Gf = _full_gram(G) if dense else _gram_operator(G)
+    if dense:
+        ev, vec = np.linalg.eigh(np.asarray(Gf, dtype=np.float64))
         ev, vec = ev[::-1][:count], vec[:, ::-1][:, :count]
     else:
-        ev, vec = eigsh(Gf, k=count, which="LA", v0=rng.standard_normal(k))
+        # the top eigenvalues of a random bulk are not separated, so vectors converge slowly;
+        # a wider Krylov space and tol 1e-4 (the IPR needs no more) keep it to a few restarts
+        ev, vec = eigsh(
+            Gf,
+            k=count,
+            which="LA",
+            v0=rng.standard_normal(k).astype(np.float32),
+            ncv=min(k - 1, max(4 * count, 40)),
+            tol=1e-4,
+        )
         order = np.argsort(ev)[::-1]
         ev, vec = ev[order], vec[:, order]
     s = np.sqrt(np.clip(ev, 1e-300, None))
@@ -156,7 +192,10 @@ def _shuffled_min_p(
     from ..spectra import smaller_gram
 
     r, c = shape
-    idx = torch.from_numpy(rng.permutation(len(values))[: r * c])
+    n = len(values)
+    idx = torch.from_numpy(
+        rng.permutation(n) if n == r * c else rng.choice(n, r * c, replace=False)
+    )
     Ws = values[idx].reshape(r, c)
     U, _, V = top_singular(Ws, smaller_gram(Ws).numpy(), m + offset, rng)
     _, _, pu, pv = _min_p(U[:, offset:], V[:, offset:])
