@@ -133,6 +133,15 @@ def _failed(names: Iterable[str]) -> str:
     return ", ".join(_SHORT.get(f, f) for f in names)
 
 
+def _headline_cell(text: str) -> Cell:
+    """The random-matrix headline, short: random-like, except k (x%), structured."""
+    if text.startswith("random-like except"):
+        k, _, rest = text.removeprefix("random-like except ").partition(" ")
+        share = rest.partition("(")[2].partition(" of")[0]
+        return _styled(f"except {k} ({share})", "yellow")
+    return _styled(text, _VERDICT_STYLE.get(text, "")) if text else "—"
+
+
 def randomness_table(report: Any) -> Any:
     """One row per weight matrix (shape, std, kurtosis, entry law, entry KS, spectrum KS,
     spikes, verdict and the tests behind it); skipped matrices with their reason; vectors
@@ -163,6 +172,7 @@ def randomness_table(report: Any) -> Any:
         Col("spikes", right=True, drop=2),
         Col("verdict", PROSE),
         *([Col("init", PROSE, drop=1)] if init else []),
+        Col("headline", PROSE, drop=5),  # docs/science.md §6.4
     ]
     rows = []
     for layer in matrices:
@@ -182,6 +192,7 @@ def randomness_table(report: Any) -> Any:
                     "",
                     verdict,
                     *([""] if init else []),
+                    "",
                 ]
             )
             continue
@@ -203,6 +214,7 @@ def randomness_table(report: Any) -> Any:
         if init:
             il = init.get(layer.name)
             cells.append("—" if il is None else _failed(il.failed) or il.verdict)
+        cells.append(_headline_cell(layer.headline))
         rows.append(cells)
     parts: list[Any] = [
         FitTable(columns, rows, title=Text.assemble("Random-like weights: ", report.model))

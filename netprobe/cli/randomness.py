@@ -70,6 +70,16 @@ def randomness_cmd(
             help="Also analyse the architecture's fresh initialisation, side by side.",
         ),
     ] = False,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            metavar="OTHER",
+            help="Also analyse another checkpoint (a model spec; a weights file when MODEL "
+            "comes with --weights-file) and give per-layer differences with 95% intervals "
+            "(compare.csv, compare.png).",
+        ),
+    ] = None,
     figures: Annotated[
         bool, typer.Option("--figures/--no-figures", help="Draw the per-layer and summary figures.")
     ] = True,
@@ -105,6 +115,7 @@ def randomness_cmd(
             alpha=alpha,
             entry_test=entry_test,
             compare_init=compare_init,
+            compare=compare,
             figures=figures,
             dpi=dpi,
             device=run.device,

@@ -21,10 +21,29 @@ from torch import nn
 from ..errors import NothingToAnalyseError, OptionError
 from ..netlayers import WeightLayer, as_matrix, glob_keep, weight_layers
 from .entries import EntryStats, entry_moments, entry_sample, entry_stats
-from .independence import independence_stats
+from .independence import IndependenceStats, independence_stats
+from .lowrank import LowRank, energy_share, residual_matrix
+from .powerlaw import PowerLawFit, fit_powerlaw
 from .report import LayerResult, RandomnessReport
-from .spectrum import MIN_SPECTRUM_DIM, MatrixSpectrum, check_spectrum_mode, matrix_spectrum
-from .verdict import Thresholds, is_gaussian, layer_verdict, model_verdict
+from .spacing import SpacingStats, spacing_stats
+from .spectrum import (
+    MIN_SPECTRUM_DIM,
+    MatrixSpectrum,
+    check_spectrum_mode,
+    matrix_spectrum,
+    null_shape,
+)
+from .vectors import VECTORS, VectorStats, top_singular, vector_stats
+from .verdict import (
+    Thresholds,
+    headline,
+    headline_kind,
+    is_gaussian,
+    layer_verdict,
+    model_verdict,
+    rmt_failed,
+    rmt_level,
+)
 
 MIN_ENTRIES = 64  # fewer entries: the layer is skipped
 DPI_RANGE = (20, 600)
@@ -102,6 +121,113 @@ def _spectrum_step(
     return ms, notes
 
 
+def _rmt_tests(
+    Wc: torch.Tensor,
+    ms: MatrixSpectrum | None,
+    th: Thresholds,
+    rng: np.random.Generator,
+    offset: int,
+) -> tuple[VectorStats | None, SpacingStats | None, np.ndarray, np.ndarray]:
+    """The singular-vector and level-spacing tests on the centred matrix Wc (docs/science.md
+    §6.1, §6.2), skipping the top ``offset`` directions in the vector test; also returns the
+    top ``offset + VECTORS`` left and right singular vectors (the low-rank step's U, V)."""
+    none = np.zeros((0, 0))
+    if ms is None:
+        return None, None, none, none
+    U, _, V = top_singular(Wc, ms.gram, offset + VECTORS, rng)
+    vec = None
+    if U.shape[1] > offset:
+        vec = vector_stats(
+            Wc,
+            U,
+            V,
+            level=rmt_level(th),
+            rng=rng,
+            offset=offset,
+            null_values=Wc.reshape(-1).float(),
+        )
+    spc = None
+    if "sv" in ms.arrays:
+        ev = np.sort(ms.arrays["sv"].astype(np.float64) ** 2)
+        spc = spacing_stats(ev, max(ms.stats.spikes, 0), ms.stats.N)
+    return vec, spc, U, V
+
+
+def _headline_pvalues(
+    indep: IndependenceStats,
+    ms: MatrixSpectrum | None,
+    vec: VectorStats | None,
+    spc: SpacingStats | None,
+) -> dict[str, float]:
+    """The p-values of the headline's five tests (verdict.RMT_TESTS) that were run."""
+    pv = {"independence": indep.p}
+    if ms is not None:
+        pv["spectrum"] = ms.stats.ks_p
+        pv["spikes"] = ms.stats.spikes_p
+    if vec is not None:
+        pv["vectors"] = vec.p
+    if spc is not None:
+        pv["spacing"] = spc.p
+    return pv
+
+
+def _lowrank_step(
+    Wc: torch.Tensor,
+    ms: MatrixSpectrum,
+    U: np.ndarray,
+    V: np.ndarray,
+    fro2: float,
+    *,
+    spectrum: str,
+    th: Thresholds,
+    device: str | torch.device,
+    rng: np.random.Generator,
+) -> LowRank:
+    """The k spike directions' energy share, and every headline test re-run on the residual
+    Z (lowrank.residual_matrix: W without U_k S_k V_k^T, in reflected coordinates)."""
+    k = max(ms.stats.spikes, 0)
+    sv = ms.arrays.get("sv")
+    s_top = sv[:k] if sv is not None else np.linalg.norm(Wc.double().numpy().T @ U[:, :k], axis=0)
+    share = energy_share(s_top, fro2)
+    if k == 0 or k >= ms.stats.k // 2 or U.shape[1] < k:
+        return LowRank(k, share, None, {}, (), "")
+    Z = residual_matrix(Wc, U[:, :k], V[:, :k])
+    flat = Z.reshape(-1)
+    zmean, zstd = float(flat.double().mean()), float(flat.double().std())
+    Zc = Z - zmean
+    zsample = entry_sample(Zc.reshape(-1), rng)
+    mz, _ = _spectrum_step(
+        Zc, (0.0, zstd, 0.0, 0.0), spectrum=spectrum, th=th, device=device, rng=rng
+    )
+    indep = independence_stats(Zc, zsample, mz.gram if mz else None, rng)
+    vec, spc, _, _ = _rmt_tests(Zc, mz, th, rng, 0)
+    pv = _headline_pvalues(indep, mz, vec, spc)
+    failed = rmt_failed(pv, th)
+    shape = (int(Z.shape[0]), int(Z.shape[1]))
+    return LowRank(k, share, shape, pv, failed, "structured" if failed else "random-like")
+
+
+def _powerlaw_step(
+    Wc: torch.Tensor, ms: MatrixSpectrum | None, rng: np.random.Generator
+) -> PowerLawFit | None:
+    """The CSN tail fit of the Gram eigenvalues, beside the same fit on W's entries shuffled
+    (at the shuffled null's size: spectrum.null_shape) (docs/science.md §6.6)."""
+    from ..spectra import shuffled_eigenvalues
+
+    if ms is None or "sv" not in ms.arrays:
+        return None
+    ev = ms.arrays["sv"].astype(np.float64) ** 2
+    m, n = (int(v) for v in Wc.shape)
+    shape = null_shape(min(m, n), max(m, n), m > n)
+    # entries drawn at random from W's (without replacement) at the shuffled null's size
+    flat = Wc.reshape(-1).float()
+    take = shape[0] * shape[1]
+    if take < flat.numel():
+        flat = flat[torch.from_numpy(rng.choice(flat.numel(), take, replace=False))]
+    shuffled = shuffled_eigenvalues(flat, shape, rng)
+    return fit_powerlaw(ev, rng, shuffled)
+
+
 def analyse_matrix(
     W: torch.Tensor,
     *,
@@ -116,7 +242,8 @@ def analyse_matrix(
 ) -> LayerResult:
     """Every statistic on one 2-D matrix (rows = output units) and its verdict: entries
     (law, Gaussianity, mean component and ties, reported), spectrum and spikes of the centred
-    matrix, independence, verdict."""
+    matrix, independence, verdict; then the random-matrix headline: singular vectors, level
+    spacings, the spike directions and the tests on the residual (docs/science.md §6)."""
     t0 = time.perf_counter()
     th = thresholds or Thresholds()
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence([seed])
@@ -144,7 +271,30 @@ def analyse_matrix(
         pvalues["spikes"] = ms.stats.spikes_p
     failed, verdict = layer_verdict(pvalues, th)
     gp = entries.gaussian_p(th.entry_test)
+    # the random-matrix headline (docs/science.md §6): its own random stream, so the
+    # verdict's numbers above do not depend on whether it runs
+    rng6 = np.random.default_rng(ss.spawn(1)[0])
+    vec, spc, U, V = _rmt_tests(Wc, ms, th, rng6, 0)
+    hp = _headline_pvalues(indep, ms, vec, spc)
+    hfailed = rmt_failed(hp, th)
+    low = None
+    if ms is not None:
+        m, n = matrix_shape or (0, 0)
+        fro2 = (m * n - 1) * moments[1] ** 2
+        low = (
+            _lowrank_step(Wc, ms, U, V, fro2, spectrum=spectrum, th=th, device=device, rng=rng6)
+            if hfailed
+            else LowRank(max(ms.stats.spikes, 0), 0.0, None, {}, (), "")
+        )
+        if not hfailed and low.k and "sv" in ms.arrays:
+            low = LowRank(low.k, energy_share(ms.arrays["sv"][: low.k], fro2), None, {}, (), "")
+    k = low.k if low else 0
+    residual_failed = low.residual_failed if low and low.residual_verdict else None
+    head = headline(hfailed, k, low.energy if low else 0.0, residual_failed)
+    plaw = _powerlaw_step(Wc, ms, rng6)
     arrays = dict(ms.arrays) if ms else {}
+    if k and "sv" in arrays:
+        arrays["residual_sv"] = arrays["sv"][k:]  # the residual's: W's after the top k
     arrays["sample"] = np.sort(sample[:4096]).astype(np.float32)  # histogram and Q-Q figures
     return LayerResult(
         **base,
@@ -161,6 +311,13 @@ def analyse_matrix(
         gaussian_p=gp,
         gaussian=is_gaussian(gp, th),
         arrays=arrays,
+        vectors=vec,
+        spacing=spc,
+        lowrank=low,
+        powerlaw=plaw,
+        headline=head,
+        headline_failed=hfailed,
+        headline_pvalues=hp,
     )
 
 
@@ -204,6 +361,13 @@ def _summary(results: list[LayerResult]) -> str:
         )
         text += (
             f"; Gaussian entries in {sum(bool(r.gaussian) for r in analysed)} of {len(analysed)}"
+        )
+    kinds = [headline_kind(r.headline) for r in analysed if r.headline]
+    if kinds:  # the random-matrix headline (docs/science.md §6.4)
+        text += (
+            f"; headline: {kinds.count('random-like')} random-like, "
+            f"{kinds.count('low-rank')} random-like except a few directions, "
+            f"{kinds.count('structured')} structured"
         )
     nskip = len(results) - len(analysed)
     if nskip:
@@ -300,6 +464,7 @@ def analyse(
     seed: int = 0,
     progress: Progress | None = None,
     include: list[str] | None = None,
+    compare: Any = None,
 ) -> RandomnessReport:
     """Test the random-like weight hypothesis on every selected weight matrix of a loaded
     model (:class:`netprobe.loading.LoadedModel`). ``layers`` (alias ``include``) and
@@ -320,6 +485,9 @@ def analyse(
     }
     rep = analyse_tensors(lm.tensors, lm.module, model=lm.display, progress=progress, **kw)
     rep = replace(rep, provenance=lm.provenance() if hasattr(lm, "provenance") else None)
+    if compare is not None:  # another loaded checkpoint, analysed the same way (§6.7)
+        other = analyse_tensors(compare.tensors, compare.module, model=compare.display, **kw)
+        rep = replace(rep, seconds=rep.seconds + other.seconds, compare=other)
     if not compare_init:
         return rep
     net, how = fresh_init(lm, seed)
@@ -352,6 +520,7 @@ def randomness(
     seed: int = 0,
     threads: int | None = None,
     progress: Progress | None = None,
+    compare: Any = None,
     **load_kwargs: Any,
 ) -> RandomnessReport:
     """Test the random-like weight hypothesis (docs/science.md §2.1) on MODEL: a spec
@@ -362,6 +531,8 @@ def randomness(
     tests whose null is i.i.d. entries of any law, at family-wise rate ``alpha``
     (docs/science.md §4, §5). The entry law, and whether it is Gaussian (``entry_test``), are
     reported beside the verdict. ``figures`` and ``dpi`` steer :meth:`RandomnessReport.write`.
+    ``compare`` (another checkpoint: a spec, or a weights file when MODEL came with
+    ``weights_file``) is analysed the same way and differenced layer by layer (§6.7).
     """
     from dataclasses import replace
 
@@ -372,6 +543,13 @@ def randomness(
     check_options(spectrum, dpi, th)
     check_threads(threads)
     lm = ensure_loaded(model, seed=seed, **load_kwargs)
+    other = None
+    if compare is not None:  # loaded before any analysis: a bad OTHER fails first
+        if load_kwargs.get("weights_file") is not None and not isinstance(compare, nn.Module):
+            other = ensure_loaded(model, seed=seed, **{**load_kwargs, "weights_file": compare})
+        else:
+            kw = {k: v for k, v in load_kwargs.items() if k != "weights_file"}
+            other = ensure_loaded(compare, seed=seed, **kw)
     with cpu_threads(threads):
         rep = analyse(
             lm,
@@ -383,5 +561,6 @@ def randomness(
             device=device,
             seed=seed,
             progress=progress,
+            compare=other,
         )
     return replace(rep, figures=figures, dpi=dpi)

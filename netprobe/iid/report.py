@@ -21,8 +21,12 @@ import numpy as np
 from ..report import OutputDir, _jsonable, as_output_dir, markdown_table
 from .entries import EntryStats
 from .independence import IndependenceStats
+from .lowrank import LowRank
+from .powerlaw import PowerLawFit
+from .spacing import SpacingStats
 from .spectrum import SpectrumStats, reference_singular_values
-from .verdict import TESTS, Thresholds
+from .vectors import VectorStats
+from .verdict import RMT_TESTS, TESTS, Thresholds, headline_kind
 
 LAYERS_PER_FIGURE = 8
 
@@ -48,6 +52,15 @@ class LayerResult:
     gaussian_p: float = math.nan  # p of "the entries are Gaussian" (--entry-test)
     gaussian: bool | None = None  # that p >= alpha; a finding beside the verdict, not in it
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    # the random-matrix headline (docs/science.md §6): singular vectors, level spacings,
+    # the spike directions and the residual without them, the tail exponent
+    vectors: VectorStats | None = None
+    spacing: SpacingStats | None = None
+    lowrank: LowRank | None = None
+    powerlaw: PowerLawFit | None = None
+    headline: str = ""  # random-like | random-like except k directions (x% ...) | structured
+    headline_failed: tuple[str, ...] = ()
+    headline_pvalues: dict[str, float] = field(default_factory=dict)
 
     @property
     def analysed(self) -> bool:
@@ -111,6 +124,44 @@ class LayerResult:
             "spikes_p_gauss": s.spikes_p_gauss if s else nan,
             "sigma_fit": s.sigma_fit if s else nan,
             "spikes_fit": s.spikes_fit if s else -1,
+            **self.rmt_row(),
+        }
+
+    def rmt_row(self) -> dict[str, Any]:
+        """The random-matrix headline's columns (docs/science.md §6)."""
+        v, sp, lr, pl = self.vectors, self.spacing, self.lowrank, self.powerlaw
+        nan = math.nan
+        res = lr.residual_pvalues if lr else {}
+        rv = lr.residual_verdict if lr else ""
+        return {
+            "headline": self.headline,
+            "headline_kind": headline_kind(self.headline),
+            "headline_failed": ",".join(self.headline_failed),
+            "vectors_tested": 2 * v.m if v else 0,
+            "vectors_localised": v.localised if v else -1,
+            "vectors_p": v.p if v else nan,
+            "vectors_null": v.null if v else "",
+            "ipr_max": v.ipr_max if v else nan,
+            "ipr_left_1": v.ipr_left[0] if v and v.ipr_left else nan,
+            "ipr_right_1": v.ipr_right[0] if v and v.ipr_right else nan,
+            "spacing_r": sp.r_mean if sp else nan,
+            "spacing_z": sp.z if sp else nan,
+            "spacing_p": sp.p if sp else nan,
+            "lowrank_k": lr.k if lr else -1,
+            "lowrank_energy": lr.energy if lr else nan,
+            "residual_verdict": rv,
+            "residual_random_like": (1.0 if rv == "random-like" else 0.0) if rv else nan,
+            "residual_failed": ",".join(lr.residual_failed) if lr else "",
+            **{f"residual_{t}_p": res.get(t, nan) for t in RMT_TESTS},
+            "plaw_alpha": pl.alpha if pl else nan,
+            "plaw_alpha_lo": pl.alpha_lo if pl else nan,
+            "plaw_alpha_hi": pl.alpha_hi if pl else nan,
+            "plaw_xmin": pl.xmin if pl else nan,
+            "plaw_tail": pl.n_tail if pl else -1,
+            "plaw_gof_p": pl.gof_p if pl else nan,
+            "plaw_vs_truncated_p": pl.vs_truncated_p if pl else nan,
+            "plaw_verdict": pl.verdict if pl else "",
+            "plaw_alpha_shuffled": pl.alpha_shuffled if pl else nan,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,7 +182,18 @@ class LayerResult:
                 "gaussian",
             )
         }
-        for part in ("entries", "independence", "spectrum"):
+        d["headline"] = self.headline
+        d["headline_failed"] = list(self.headline_failed)
+        d["headline_pvalues"] = _jsonable(self.headline_pvalues)
+        for part in (
+            "entries",
+            "independence",
+            "spectrum",
+            "vectors",
+            "spacing",
+            "lowrank",
+            "powerlaw",
+        ):
             d[part] = _jsonable(getattr(self, part))
         if self.spectrum is not None:
             d["spectrum"]["s_max_over_edge"] = self.spectrum.s_max_over_edge
@@ -158,10 +220,17 @@ class RandomnessReport:
     figures: bool = True
     dpi: int = 100
     provenance: dict[str, Any] | None = None
+    compare: RandomnessReport | None = None  # --compare OTHER: the other checkpoint's report
 
     @property
     def analysed(self) -> list[LayerResult]:
         return [layer for layer in self.layers if layer.analysed]
+
+    def compare_rows(self) -> list[dict[str, Any]]:
+        """Per-layer differences against ``compare`` (iid.compare, docs/science.md §6.7)."""
+        from .compare import compare_rows
+
+        return compare_rows(self, self.compare) if self.compare is not None else []
 
     @property
     def structured(self) -> list[LayerResult]:
@@ -202,6 +271,14 @@ class RandomnessReport:
             "methods": METHODS,
             "layers": [layer.to_dict() for layer in self.layers],
         }
+        if self.compare is not None:
+            from .compare import compare_summary
+
+            d["compare"] = {
+                "model": self.compare.model,
+                "summary": compare_summary(self.compare_rows(), self.compare.model),
+                "layers": _jsonable(self.compare_rows()),
+            }
         if self.init is not None:
             d["init"] = {
                 "method": self.init_method,
@@ -267,6 +344,14 @@ class RandomnessReport:
             text += "\n## Skipped tensors\n\n" + markdown_table(
                 skipped, ["layer", "tensor_shape", "reason"]
             )
+        if self.compare is not None:
+            from .compare import compare_summary
+
+            text += (
+                f"\n## Compared with {self.compare.model}\n\n"
+                f"{compare_summary(self.compare_rows(), self.compare.model)} Per-layer "
+                "differences with 95% intervals: compare.csv (docs/science.md §6.7).\n"
+            )
         if self.init is not None:
             text += f"\n## Fresh initialisation\n\n{self.init_method}. Verdict: {self.init.verdict}. {self.init.summary}\n"
         figures = self.figure_files()
@@ -286,6 +371,9 @@ class RandomnessReport:
         out.write_json("report.json", self.to_dict())
         out.write_npz("spectra.npz", self.arrays())
         out.write_text("report.md", self.to_markdown())
+        from ..plots_rmt import write_rmt_outputs
+
+        names += write_rmt_outputs(self, out)  # residual.png, compare.csv / .png (§6)
         return [*names, "layers.csv", "report.json", "spectra.npz", "report.md"]
 
     def _write_figures(self, out: OutputDir, names: list[str]) -> None:

@@ -68,3 +68,46 @@ def model_verdict(layer_pvalues: Sequence[Mapping[str, float]], th: Thresholds) 
         math.isfinite(pv[t]) and pv[t] < level for pv in layer_pvalues for t in TESTS if t in pv
     )
     return "structured" if strong else "random-like"
+
+
+# ---------------------------------------------------------------------------------------
+# the random-matrix headline: random-like, random-like except k directions, structured
+# (docs/science.md §6.4)
+
+# the headline's family: the verdict's tests plus the singular-vector and level-spacing
+# tests, each at alpha / 5 (Bonferroni), on W and again on its residual without the spikes
+RMT_TESTS = (*TESTS, "vectors", "spacing")
+
+
+def rmt_level(th: Thresholds) -> float:
+    """Each headline test's level: alpha / #RMT_TESTS."""
+    return th.alpha / len(RMT_TESTS)
+
+
+def rmt_failed(pvalues: Mapping[str, float], th: Thresholds) -> tuple[str, ...]:
+    """The headline tests that reject at alpha / #RMT_TESTS."""
+    lv = rmt_level(th)
+    return tuple(
+        t for t in RMT_TESTS if t in pvalues and math.isfinite(pvalues[t]) and pvalues[t] < lv
+    )
+
+
+def headline(
+    failed: Sequence[str], k: int, energy: float, residual_failed: Sequence[str] | None
+) -> str:
+    """ "random-like" when no headline test rejects on W; "random-like except k directions
+    (x% of the energy)" when some do, W has k >= 1 spikes and none rejects on the residual
+    (``residual_failed`` is None when no residual was tested); else "structured"."""
+    if not failed:
+        return "random-like"
+    if k >= 1 and residual_failed is not None and not residual_failed:
+        word = "direction" if k == 1 else "directions"
+        return f"random-like except {k} {word} ({100 * energy:.3g}% of the energy)"
+    return "structured"
+
+
+def headline_kind(text: str) -> str:
+    """random-like | low-rank | structured | "" from a headline."""
+    if text.startswith("random-like except"):
+        return "low-rank"
+    return text
