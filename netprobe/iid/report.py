@@ -48,6 +48,9 @@ class LayerResult:
     gaussian_p: float = math.nan  # p of "the entries are Gaussian" (--entry-test)
     gaussian: bool | None = None  # that p >= alpha; a finding beside the verdict, not in it
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    dtype: str = ""  # storage dtype (analysed upcast to float32 when narrower)
+    block: int | None = None  # transformer block / CNN stage (loading.roles.block_index)
+    role: str = ""  # q_proj, k_proj, ..., c_attn[q], embed (loading.roles.role)
 
     @property
     def analysed(self) -> bool:
@@ -109,6 +112,9 @@ class LayerResult:
             "spikes_p_gauss": s.spikes_p_gauss if s else nan,
             "sigma_fit": s.sigma_fit if s else nan,
             "spikes_fit": s.spikes_fit if s else -1,
+            "dtype": self.dtype,
+            "block": -1 if self.block is None else self.block,
+            "role": self.role,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,6 +133,9 @@ class LayerResult:
                 "pvalues",
                 "gaussian_p",
                 "gaussian",
+                "dtype",
+                "block",
+                "role",
             )
         }
         for part in ("entries", "independence", "spectrum"):
