@@ -293,7 +293,10 @@ class RandomnessReport:
         out.write_json("report.json", self.to_dict())
         out.write_npz("spectra.npz", self.arrays())
         out.write_text("report.md", self.to_markdown())
-        return [*names, "layers.csv", "report.json", "spectra.npz", "report.md"]
+        from ..depth import write_depth  # statistics against block index (depth.csv/png)
+
+        depth = write_depth(self, out)
+        return [*names, "layers.csv", "report.json", "spectra.npz", "report.md", *depth]
 
     def _write_figures(self, out: OutputDir, names: list[str]) -> None:
         from ..plots import randomness_layer_grid, randomness_summary

@@ -89,7 +89,9 @@ def resolve_hf(spec: str) -> tuple[Path, str, str, str]:
     hub = _hub()
     cache = hf_cache_dir()
     offline = hf_offline()
-    errors = hub.errors if hasattr(hub, "errors") else hub.utils
+    import importlib
+
+    errors = importlib.import_module("huggingface_hub.errors")
     not_found = tuple(
         getattr(errors, n)
         for n in ("LocalEntryNotFoundError", "RepositoryNotFoundError", "RevisionNotFoundError")
