@@ -43,6 +43,10 @@ class WeightLayer:
     tensor_shape: tuple[int, ...]
     matrix_shape: tuple[int, int]
     rows: tuple[int, int] | None = None  # row block of the tensor (fused Q/K/V), else None
+    transpose: bool = False  # stored in x out (GPT-2 Conv1D): transposed to out x in first
+    block: int | None = None  # transformer block / CNN stage index from the module path
+    role: str = ""  # q_proj, k_proj, ..., c_attn[q], embed, lm_head (loading.roles)
+    dtype: str = ""  # storage dtype (bfloat16, float8_e4m3fn, ...)
 
     @property
     def params(self) -> int:
@@ -55,49 +59,100 @@ def _module_kinds(module: nn.Module | None) -> dict[str, str]:
     return {name: type(m).__name__ for name, m in module.named_modules()}
 
 
+def tensor_metas(tensors: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Shapes and dtypes of every tensor without reading data: a streamed checkpoint
+    (:class:`netprobe.loading.sharded.StreamedTensors`) answers with ``meta`` tensors, an
+    in-memory state dict with itself."""
+    metas = getattr(tensors, "metas", None)
+    return metas() if callable(metas) else tensors
+
+
+def skip_reason(
+    key: str, metas: Mapping[str, Any], keys: set[str], config: Mapping[str, Any] | None
+) -> str | None:
+    """Why a tensor is not analysed as a matrix by name rules: part of a packed quantised
+    layer, or an LM head tied to the embeddings (analysed once, there). ``metas`` is
+    :func:`tensor_metas`, ``keys`` its key set, ``config`` the checkpoint's config.json."""
+    from .loading.roles import quantised_reason, tied_head
+
+    t = metas[key]
+    why = quantised_reason(key, keys, floating=bool(t.is_floating_point()))
+    if why:
+        return why
+    tied = tied_head(key, keys, config)
+    return f"tied to {tied}: analysed once, there" if tied else None
+
+
 def weight_layers(
     tensors: Mapping[str, torch.Tensor],
     module: nn.Module | None = None,
     include: list[str] | None = None,
     exclude: list[str] | None = None,
 ) -> list[WeightLayer]:
-    """Every >=2-D weight as a matrix, in state-dict order.
+    """Every >=2-D weight as a matrix, in the mapping's order (state-dict order; natural
+    numeric order for streamed checkpoints), read from shapes only.
 
-    ``include`` / ``exclude`` are glob patterns matched against the tensor name and its
-    module path.
+    GPT-2 ``Conv1D`` weights (in x out) are transposed; fused q/k/v (``in_proj_weight``,
+    ``qkv_proj``, ``Wqkv``, ``c_attn``) and ``gate_up_proj`` are split into row blocks
+    (heads and key/value heads from ``config.json``); packed quantised tensors and a tied
+    LM head are left out (:func:`skip_reason`). ``include`` / ``exclude`` are glob
+    patterns matched against the tensor name and its module path.
     """
+    from .loading.roles import CONV1D_NAMES, block_index, fused_split, gpt2_layout, is_conv1d
+    from .loading.roles import role as role_of
+
     kinds = _module_kinds(module)
+    metas = tensor_metas(tensors)
+    config = getattr(tensors, "config", None) or {}
+    shapes = {k: tuple(v.shape) for k, v in metas.items() if isinstance(v, torch.Tensor)}
+    gpt2 = not config and gpt2_layout(shapes, shapes)
+    keys = set(metas)
     out: list[WeightLayer] = []
-    for key, t in tensors.items():
+    for key, t in metas.items():
         if not isinstance(t, torch.Tensor) or t.ndim < 2 or not t.is_floating_point():
+            continue
+        if skip_reason(key, metas, keys, config):
             continue
         module_path, _, pname = key.rpartition(".")
         kind = kinds.get(module_path, "tensor")
-        if pname == "in_proj_weight" and t.shape[0] % 3 == 0:
-            d = t.shape[0] // 3
-            for i, part in enumerate("qkv"):
+        shape = tuple(int(v) for v in t.shape)
+        transpose = is_conv1d(key, shape, config, kind) or (
+            gpt2 and module_path.rpartition(".")[2] in CONV1D_NAMES and len(shape) == 2
+        )
+        if transpose and kind == "tensor":
+            kind = "Conv1D"
+        rows_n = shape[1] if transpose else shape[0]
+        cols_n = shape[0] if transpose else int(t[0].numel())
+        common: dict[str, Any] = {
+            "key": key,
+            "module_path": module_path,
+            "kind": kind,
+            "tensor_shape": shape,
+            "transpose": transpose,
+            "block": block_index(key),
+            "dtype": str(t.dtype).replace("torch.", ""),
+        }
+        base_role = role_of(key)
+        if pname == "in_proj_weight" and shape[0] % 3 == 0:
+            d = shape[0] // 3
+            split: list[tuple[str, tuple[int, int]]] | None = [
+                (part, (i * d, (i + 1) * d)) for i, part in enumerate("qkv")
+            ]
+        else:
+            split = fused_split(key, rows_n, config) if len(shape) == 2 else None
+        if split:
+            for part, (r0, r1) in split:
                 out.append(
                     WeightLayer(
                         name=f"{key}[{part}]",
-                        key=key,
-                        module_path=module_path,
-                        kind=kind,
-                        tensor_shape=tuple(t.shape),
-                        matrix_shape=(d, int(t[0].numel())),
-                        rows=(i * d, (i + 1) * d),
+                        matrix_shape=(r1 - r0, cols_n),
+                        rows=(r0, r1),
+                        role=f"{base_role}[{part}]",
+                        **common,
                     )
                 )
             continue
-        out.append(
-            WeightLayer(
-                name=key,
-                key=key,
-                module_path=module_path,
-                kind=kind,
-                tensor_shape=tuple(t.shape),
-                matrix_shape=(int(t.shape[0]), int(t[0].numel())),
-            )
-        )
+        out.append(WeightLayer(name=key, matrix_shape=(rows_n, cols_n), role=base_role, **common))
     return select(out, include, exclude)
 
 
@@ -122,6 +177,8 @@ def select(
 def as_matrix(layer: WeightLayer, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """The layer's 2-D matrix (a view where possible; no copy, no dtype change)."""
     t = tensors[layer.key]
+    if layer.transpose:
+        t = t.t()
     if layer.rows is not None:
         t = t[layer.rows[0] : layer.rows[1]]
     return t.reshape(t.shape[0], -1)  # (out, in * k...)

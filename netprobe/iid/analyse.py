@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -325,16 +326,76 @@ def analyse_matrix(
 # a set of tensors
 
 
-def _not_a_matrix(key: str, t: torch.Tensor, kinds: Mapping[str, str]) -> LayerResult:
-    """The row of a selected tensor with no weight-matrix view, saying why."""
+def _not_a_matrix(
+    key: str, t: torch.Tensor, kinds: Mapping[str, str], why: str | None = None
+) -> LayerResult:
+    """The row of a selected tensor with no weight-matrix view, saying why (``t`` may be a
+    ``meta`` tensor: only its shape and dtype are used)."""
+    from ..loading.roles import block_index, role
+
     mod = key.rpartition(".")[0]
-    if not t.is_floating_point() and t.ndim < 2:
+    if why is not None:
+        pass
+    elif not t.is_floating_point() and t.ndim < 2:
         why = f"{_dtype_name(t)} {'vector' if t.ndim == 1 else 'scalar'} (buffer)"
     elif t.ndim < 2:
         why = "vector (bias, norm or buffer): no matrix view" if t.ndim == 1 else "scalar"
     else:
         why = f"{_dtype_name(t)} tensor, not floating point"
-    return LayerResult(key, mod, kinds.get(mod, "tensor"), tuple(t.shape), None, "skipped", why)
+    return LayerResult(
+        key,
+        mod,
+        kinds.get(mod, "tensor"),
+        tuple(t.shape),
+        None,
+        "skipped",
+        why,
+        dtype=_dtype_name(t),
+        block=block_index(key),
+        role=role(key),
+    )
+
+
+def _as_float32(t: torch.Tensor) -> torch.Tensor:
+    """bfloat16, float16 and float8 (e4m3, e5m2) upcast per tensor: the statistics run in
+    float32 (exact for these formats), and float8 has no CPU arithmetic at all."""
+    if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+        return t.float()
+    return t
+
+
+def _reads_ahead(tensors: Mapping[str, torch.Tensor], keys: list[str], device: str) -> Any:
+    """Yield (key, tensor) for ``keys`` in order, reading the next one on a worker thread
+    while the caller analyses this one (streamed checkpoints: disk and CPU overlap; two
+    tensors resident at most). Pinned memory when the analysis runs on CUDA."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pin = str(device).startswith("cuda") and torch.cuda.is_available()
+
+    def read(k: str) -> torch.Tensor:
+        t = tensors[k]
+        return t.pin_memory() if pin else t
+
+    if not hasattr(tensors, "metas") or len(keys) < 2:
+        for k in keys:
+            yield k, read(k)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        nxt: Any = pool.submit(read, keys[0])
+        for i, k in enumerate(keys):
+            t = nxt.result()
+            nxt = pool.submit(read, keys[i + 1]) if i + 1 < len(keys) else None
+            yield k, t
+            del t
+            if nxt is None:
+                break
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{int(n)} B"
 
 
 def _summary(results: list[LayerResult]) -> str:
@@ -399,28 +460,39 @@ def analyse_tensors(
             f"{model}: no weight matrix (a >= 2-D floating-point tensor){sel} to analyse",
             hint="see `netprobe layers MODEL` for the names --layers and --exclude match",
         )
+    from ..netlayers import skip_reason, tensor_metas
+
     kinds = (
         {name: type(m).__name__ for name, m in module.named_modules()} if module is not None else {}
     )
     by_key: dict[str, list[WeightLayer]] = {}
     for wl in wls:
         by_key.setdefault(wl.key, []).append(wl)
+    # shapes and dtypes only: a streamed checkpoint is read below, one tensor at a time
+    metas = tensor_metas(tensors)
+    config = getattr(tensors, "config", None)
+    keyset = set(metas)
     order = [
-        k
-        for k, v in tensors.items()
-        if isinstance(v, torch.Tensor) and glob_keep(k, layers, exclude)
+        k for k, v in metas.items() if isinstance(v, torch.Tensor) and glob_keep(k, layers, exclude)
     ]
-    results: list[LayerResult] = []
+    to_read = [k for k in order if k in by_key]
+    total_bytes = sum(int(metas[k].numel()) * metas[k].element_size() for k in to_read)
+    params = sum(int(metas[k].numel()) for k in metas if isinstance(metas[k], torch.Tensor))
+    results_by_key: dict[str, list[LayerResult]] = {}
     done = 0
-    for key in order:
-        if key not in by_key:
-            results.append(_not_a_matrix(key, tensors[key], kinds))
-            continue
+    read_bytes = 0
+    if progress is not None:
+        progress(0, len(wls), f"{params:,} parameters, {_size(total_bytes)} to read")
+    for key, t in _reads_ahead(tensors, to_read, device):
+        read_bytes += int(t.numel()) * t.element_size()
+        dtype = _dtype_name(t)
+        t = _as_float32(t)
+        out = results_by_key.setdefault(key, [])
         for wl in by_key[key]:
             if progress is not None:
-                progress(done, len(wls), wl.name)
+                progress(done, len(wls), f"{wl.name} ({_size(read_bytes)} of {_size(total_bytes)})")
             res = analyse_matrix(
-                as_matrix(wl, tensors),
+                as_matrix(wl, {key: t}),
                 name=wl.name,
                 module=wl.module_path,
                 kind=wl.kind,
@@ -430,11 +502,20 @@ def analyse_tensors(
                 device=device,
                 seed=np.random.SeedSequence([seed, done]),
             )
-            results.append(res)
+            out.append(replace(res, dtype=dtype, block=wl.block, role=wl.role))
             done += 1
+        del t  # release before the next read: memory bounded by the largest tensor
+    results: list[LayerResult] = []
+    for key in order:
+        if key in results_by_key:
+            results += results_by_key[key]
+        else:
+            why = skip_reason(key, metas, keyset, config) if metas[key].ndim >= 2 else None
+            results.append(_not_a_matrix(key, metas[key], kinds, why))
     if progress is not None:
         progress(len(wls), len(wls), "")
     verdict = model_verdict([r.pvalues for r in results if r.analysed], th)
+    note = getattr(tensors, "note", "")
     return RandomnessReport(
         model,
         tuple(results),
@@ -443,7 +524,7 @@ def analyse_tensors(
         str(device),
         seed,
         verdict,
-        _summary(results),
+        _summary(results) + (f" Note: {note}." if note else ""),
         seconds=time.perf_counter() - t0,
     )
 

@@ -61,6 +61,9 @@ class LayerResult:
     headline: str = ""  # random-like | random-like except k directions (x% ...) | structured
     headline_failed: tuple[str, ...] = ()
     headline_pvalues: dict[str, float] = field(default_factory=dict)
+    dtype: str = ""  # storage dtype (analysed upcast to float32 when narrower)
+    block: int | None = None  # transformer block / CNN stage (loading.roles.block_index)
+    role: str = ""  # q_proj, k_proj, ..., c_attn[q], embed (loading.roles.role)
 
     @property
     def analysed(self) -> bool:
@@ -124,6 +127,9 @@ class LayerResult:
             "spikes_p_gauss": s.spikes_p_gauss if s else nan,
             "sigma_fit": s.sigma_fit if s else nan,
             "spikes_fit": s.spikes_fit if s else -1,
+            "dtype": self.dtype,
+            "block": -1 if self.block is None else self.block,
+            "role": self.role,
             **self.rmt_row(),
         }
 
@@ -180,6 +186,9 @@ class LayerResult:
                 "pvalues",
                 "gaussian_p",
                 "gaussian",
+                "dtype",
+                "block",
+                "role",
             )
         }
         d["headline"] = self.headline
@@ -371,10 +380,12 @@ class RandomnessReport:
         out.write_json("report.json", self.to_dict())
         out.write_npz("spectra.npz", self.arrays())
         out.write_text("report.md", self.to_markdown())
+        from ..depth import write_depth  # statistics against block index (depth.csv/png)
         from ..plots_rmt import write_rmt_outputs
 
         names += write_rmt_outputs(self, out)  # residual.png, compare.csv / .png (§6)
-        return [*names, "layers.csv", "report.json", "spectra.npz", "report.md"]
+        depth = write_depth(self, out)
+        return [*names, "layers.csv", "report.json", "spectra.npz", "report.md", *depth]
 
     def _write_figures(self, out: OutputDir, names: list[str]) -> None:
         from ..plots import randomness_layer_grid, randomness_summary

@@ -7,8 +7,10 @@ MODEL is resolved in this order (README, "MODEL"):
 2. a torchvision classification name (``alexnet``), weights through torch hub's cache,
    checked against the SHA-256 prefix in their file name (:mod:`.torchvision_hub`);
 3. ``timm:NAME`` when timm is installed (:mod:`.timm_hub`);
-4. a file, its format sniffed from its bytes, not its extension (:mod:`.sniff`,
-   :mod:`.files`).
+4. ``hf:ORG/NAME[@REV]`` through the Hugging Face cache (:mod:`.hf`);
+5. a checkpoint folder (Hugging Face layout, shards + index) or a file, its format sniffed
+   from its bytes, not its extension (:mod:`.sniff`, :mod:`.files`); folders and
+   safetensors files are streamed, one tensor at a time (:mod:`.sharded`).
 
 Loading is safe by default: every ``torch.load`` is ``weights_only=True``; a file whose
 pickle needs other globals is refused with the globals named, and nothing from it runs
@@ -114,6 +116,13 @@ def load(
             if input_shape is not None:
                 lm.input_shape = input_shape
             return lm
+        if s.startswith("hf:"):
+            from .hf import load_hf
+
+            lm = load_hf(s)
+            if input_shape is not None:
+                lm.input_shape = input_shape
+            return lm
         if s.startswith("timm:"):
             lm = _load_timm(s[5:], weights, wf, trust_pickle, seed)
             if input_shape is not None:
@@ -130,6 +139,13 @@ def load(
                 "--weights-file goes with a torchvision model name",
                 hint="for a file MODEL, pass the file itself",
             )
+        if wf is None:
+            from .sharded import load_path
+
+            streamed = load_path(path, s, arch)  # folders, .safetensors, one .bin shard
+            if streamed is not None:
+                streamed.input_shape = input_shape
+                return streamed
         return _load_file(path, arch, trust_pickle, input_shape)
     except NetprobeError:
         raise

@@ -71,8 +71,16 @@ class LoadedModel:
             "path": str(self.path) if self.path else None,
             "sha256": self.sha256,
             "input_shape": list(self.input_shape) if self.input_shape else None,
-            "parameters": int(sum(t.numel() for t in self.tensors.values())),
+            "parameters": self.parameter_count(),
         }
+
+    def parameter_count(self) -> int:
+        """Entries in every tensor; a streamed checkpoint answers from its headers, without
+        reading data (loading.sharded.StreamedTensors)."""
+        n = getattr(self.tensors, "parameter_count", None)
+        if isinstance(n, int):
+            return n
+        return int(sum(t.numel() for t in self.tensors.values()))
 
 
 def _first_line(e: BaseException) -> str:

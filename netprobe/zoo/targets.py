@@ -1,5 +1,5 @@
-"""Which models ``netprobe check`` checks: files, globs, folders (searched recursively),
-model names and ``@list.txt`` files expanded to an ordered list of MODEL specs, and the
+"""Which models ``netprobe check`` checks: files, globs, folders (searched recursively; a
+Hugging Face checkpoint folder is one model), model names, ``hf:`` ids and ``@list.txt`` files expanded to an ordered list of MODEL specs, and the
 deterministic ``--shard K/N`` split of that list (docs/design.md)."""
 
 from __future__ import annotations
@@ -54,16 +54,37 @@ def _read_list(item: str, base: Path | None, depth: int) -> list[str]:
     return expand_targets(lines, lst.parent, depth + 1)
 
 
+def is_checkpoint_folder(folder: Path) -> bool:
+    """A Hugging Face style checkpoint folder, one MODEL: an index file, or a config.json
+    beside weight files (docs/design.md, "Hugging Face checkpoints and streaming")."""
+    if any(folder.glob("*.safetensors.index.json")) or any(folder.glob("*.bin.index.json")):
+        return True
+    return (folder / "config.json").is_file() and (
+        any(folder.glob("*.safetensors")) or any(folder.glob("pytorch_model*.bin"))
+    )
+
+
 def _search(folder: Path) -> list[str]:
-    """Model files under ``folder``, sorted, hidden files and folders left out."""
+    """Model files under ``folder``, sorted, hidden files and folders left out; a checkpoint
+    folder (shards + index, or config.json + weights) is one model, not one per shard."""
+    if is_checkpoint_folder(folder):
+        return [str(folder)]
+    ckpts = sorted(
+        d
+        for d in folder.rglob("*")
+        if d.is_dir()
+        and not any(part.startswith(".") for part in d.relative_to(folder).parts)
+        and is_checkpoint_folder(d)
+    )
     found = sorted(
         f
         for f in folder.rglob("*")
         if f.is_file()
         and not any(part.startswith(".") for part in f.relative_to(folder).parts)
+        and not any(c in f.parents for c in ckpts)
         and _looks_like_model(f)
     )
-    return [str(f) for f in found]
+    return sorted([str(f) for f in found] + [str(d) for d in ckpts])
 
 
 def expand_targets(items: Iterable[str], base: Path | None = None, _depth: int = 0) -> list[str]:
