@@ -75,6 +75,7 @@ from .permutation import (
     SequentialPvalue,
     fitted_tail,
     shuffled_eigenvalues,
+    shuffled_lambda_max,
 )
 
 __all__ = [
@@ -97,6 +98,7 @@ __all__ = [
     "SequentialPvalue",
     "fitted_tail",
     "shuffled_eigenvalues",
+    "shuffled_lambda_max",
     "Quadrature",
     "Spikes",
     "_cdf_rows",

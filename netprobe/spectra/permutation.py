@@ -42,6 +42,30 @@ def shuffled_eigenvalues(
     return np.clip(torch.linalg.eigvalsh(G, UPLO="U").double().cpu().numpy(), 0.0, None)
 
 
+def shuffled_lambda_max(
+    values: torch.Tensor, shape: tuple[int, int], rng: np.random.Generator
+) -> float:
+    """The largest eigenvalue of the smaller Gram matrix of a ``shape`` matrix filled with
+    ``values`` in a uniformly random order (a permutation of them when the sizes match), by
+    Lanczos on W^T W as an operator (two matrix-vector products a step, no Gram matrix): the
+    spike statistic's full-size shuffled null for layers too large to decompose per draw."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    m, n = shape
+    g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    vals = values.detach().cpu()
+    A = vals[torch.randperm(len(vals), generator=g)[: m * n]].reshape(m, n).numpy()
+    k = min(m, n)
+
+    def gram(v: np.ndarray) -> np.ndarray:
+        v = v.astype(np.float32, copy=False).ravel()
+        return (A @ (A.T @ v)) if m <= n else (A.T @ (A @ v))
+
+    op = LinearOperator((k, k), matvec=gram, dtype=np.float32)
+    v0 = np.random.default_rng(int(rng.integers(2**62))).standard_normal(k).astype(np.float32)
+    return float(eigsh(op, k=1, which="LA", tol=1e-6, v0=v0, return_eigenvectors=False)[0])
+
+
 def fitted_tail(x: float, draws: np.ndarray, shape: str) -> float:
     """Upper-tail probability of ``x`` under the law ``shape`` ("ks": the Gaussian KS-to-MP
     null's standardised shape, NULL_Z; "tw": TW1; "z": the normal, for sums of many terms) moved and scaled to the draws' mean and sd:
