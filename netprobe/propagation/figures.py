@@ -36,7 +36,9 @@ def _curves(ax: Any, report: Any, key: str, log: bool = False) -> None:
 
 def _depth_axis(ax: Any, report: Any) -> None:
     names = [lay["layer"] for lay in report.layers]
-    ax.set_xticks(np.arange(1, len(names) + 1), names, fontsize=7, rotation=90 if len(names) > 12 else 0)
+    ax.set_xticks(
+        np.arange(1, len(names) + 1), names, fontsize=7, rotation=90 if len(names) > 12 else 0
+    )
     ax.set_xlabel("hidden layer")
 
 
@@ -54,7 +56,16 @@ def active_figure(report: Any) -> Figure:
             _, on, _, _ = _series(report, arm, src, "always_on_frac")
             c = _COLOURS.get(arm, "0.4")
             ax2.plot(d, dead, _STYLES[src], marker="v", ms=3, color=c, label=f"dead: {arm}, {src}")
-            ax2.plot(d, on, _STYLES[src], marker="^", ms=3, color=c, alpha=0.5, label=f"always on: {arm}, {src}")
+            ax2.plot(
+                d,
+                on,
+                _STYLES[src],
+                marker="^",
+                ms=3,
+                color=c,
+                alpha=0.5,
+                label=f"always on: {arm}, {src}",
+            )
     ax2.set_ylabel("share of units")
     ax2.set_title("dead (▼) and always-on (▲) units", fontsize=9)
     for a in (ax, ax2):
@@ -91,8 +102,16 @@ def jacobian_figure(report: Any) -> Figure:
             d, med, _, _ = _series(report, arm, src, "jac_median")
             _, spread, _, _ = _series(report, arm, src, "jac_log_spread")
             c = _COLOURS.get(arm, "0.4")
-            ax2.errorbar(d, med, yerr=[med - med * np.exp(-spread), med * np.exp(spread) - med],
-                         fmt=_STYLES[src] + "o", ms=3, color=c, capsize=2, label=f"{arm}, {src}")
+            ax2.errorbar(
+                d,
+                med,
+                yerr=[med - med * np.exp(-spread), med * np.exp(spread) - med],
+                fmt=_STYLES[src] + "o",
+                ms=3,
+                color=c,
+                capsize=2,
+                label=f"{arm}, {src}",
+            )
     ax2.set_yscale("log")
     ax2.set_ylabel("median singular value (bars: ±1 sd of ln σ)")
     for a in (ax, ax2):

@@ -75,7 +75,7 @@ def hidden_with_grad(model: nn.Module, x: torch.Tensor, upto: int) -> list[torch
 
 def gram_operator(
     h: torch.Tensor, x: torch.Tensor
-) -> tuple[Callable[[torch.Tensor], torch.Tensor], int, int]:
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], int, torch.Tensor | None]:
     """(G, side, mask) for the batch's block-diagonal Jacobian ∂h/∂x: ``G`` maps (B, side)
     float32 vectors to (B, side), the Gram matrix on the smaller side. On the h side the
     operator is restricted to each input's active units (``mask``, (B, side) or None): the
@@ -123,8 +123,10 @@ def lanczos(
     Q = [q]
     alphas: list[torch.Tensor] = []
     betas: list[torch.Tensor] = []
+    frozen = torch.zeros(B, dtype=torch.bool, device=q.device)
     for j in range(steps):
         w = G(Q[-1].to(dtype)).to(torch.float64)
+        w[frozen] = 0.0  # a finished row adds only zero-weight zero nodes from here on
         a = (w * Q[-1]).sum(1)
         alphas.append(a)
         if j == steps - 1:
@@ -134,12 +136,13 @@ def lanczos(
             w = w - torch.einsum("bk,bkn->bn", torch.einsum("bkn,bn->bk", basis, w), basis)
         b = w.norm(dim=1)
         scale = torch.stack(alphas).abs().amax(0).clamp_min(1e-300)
-        done = b <= 1e-10 * scale
-        if bool(done.all()):
-            break  # every row's Krylov space is invariant: its Ritz values are exact
-        # a row whose space is exhausted decouples (beta 0): what follows carries no weight
-        betas.append(torch.where(done, torch.zeros_like(b), b))
-        Q.append(w / b.clamp_min(1e-300).unsqueeze(1))
+        frozen = frozen | (b <= 1e-10 * scale)  # this row's Krylov space is exhausted
+        if bool(frozen.all()):
+            break  # every row's Ritz values are exact
+        betas.append(torch.where(frozen, torch.zeros_like(b), b))
+        q = w / b.clamp_min(1e-300).unsqueeze(1)
+        q[frozen] = 0.0
+        Q.append(q)
     alpha = torch.stack(alphas, 1).cpu().numpy()
     beta = (
         torch.stack(betas, 1).cpu().numpy() if betas else np.zeros((B, 0))

@@ -80,7 +80,9 @@ def no_rectifier(net: nn.Module, shape: tuple[int, ...]) -> NothingToAnalyseErro
     )
 
 
-def arms_of(lm: Any, net: nn.Module, seed: int, controls: bool) -> tuple[dict[str, nn.Module], list[str]]:
+def arms_of(
+    lm: Any, net: nn.Module, seed: int, controls: bool
+) -> tuple[dict[str, nn.Module], list[str]]:
     """The model and (with ``controls``) its seeded fresh initialisation, prepared alike."""
     from ..reconstruction.engine import _prepared_like
     from ..seeds import derive_seed, fresh_init
@@ -189,21 +191,22 @@ def propagate(
         seed=seed,
         log=say,
     )
+    # 4. the layers (a net without rectifiers is refused before its inputs are prepared)
+    hidden = hidden_layers(net, tuple(shape))
+    if not hidden:
+        raise no_rectifier(net, tuple(shape))
+    chosen = select(hidden, layer)
     mean_v = mean_v if mean_v is not None else lm.mean
     std_v = std_v if std_v is not None else lm.std
     x_real = prepare(ds, shape, mean_v, std_v, resize=lm.resize)
     if len(x_real) < 2:
         raise OptionError(
-            f"{ds.source}: {len(x_real)} input; the cosine needs pairs", hint="give 2 or more inputs"
+            f"{ds.source}: {len(x_real)} input; the cosine needs pairs",
+            hint="give 2 or more inputs",
         )
     x_real = x_real[: len(x_real) - len(x_real) % 2].to(dev)
     x_gauss, _ = gaussian_pairs(num - num % 2, tuple(shape), derive_seed(seed, _GAUSS))
     xs = {"gaussian": x_gauss.to(dev), "real": x_real}
-    # 4. the layers
-    hidden = hidden_layers(net, tuple(shape))
-    if not hidden:
-        raise no_rectifier(net, tuple(shape))
-    chosen = select(hidden, layer)
     # 5. the arms, each on each source
     arms, notes = arms_of(lm, net, seed, controls)
     total = len(arms) * len(SOURCES) * 2
@@ -238,7 +241,9 @@ def propagate(
             f"cosine prediction: not made, {why}; the cosines are compared with the fresh "
             "initialisation only (docs/science.md §7.2)"
         )
-    below = {h.index: (hidden[h.index - 2].size if h.index > 1 else int(np.prod(shape))) for h in chosen}
+    below = {
+        h.index: (hidden[h.index - 2].size if h.index > 1 else int(np.prod(shape))) for h in chosen
+    }
     rows = build_rows(chosen, below, measured, list(arms))
     options = {
         "layer": layer,
@@ -254,7 +259,10 @@ def propagate(
         data=ds.source,
         num=num,
         options=options,
-        layers=[{"layer": h.name, "where": h.where, "units": h.size, "below": below[h.index]} for h in chosen],
+        layers=[
+            {"layer": h.name, "where": h.where, "units": h.size, "below": below[h.index]}
+            for h in chosen
+        ],
         arms=list(arms),
         rows=rows,
         notes=notes,

@@ -93,7 +93,12 @@ def _row(h: Any, below: int, src: str, arm: str, got: dict[str, Any]) -> dict[st
         r["cosine_pred"] = float(p.mean())
         r |= _ci_cols("cos_gap", cos - p)
     else:
-        r |= {"cosine_pred": math.nan, "cos_gap": math.nan, "cos_gap_lo": math.nan, "cos_gap_hi": math.nan}
+        r |= {
+            "cosine_pred": math.nan,
+            "cos_gap": math.nan,
+            "cos_gap_lo": math.nan,
+            "cos_gap_hi": math.nan,
+        }
     sp = got["spectra"].get(h.index, [])
     r["jac_inputs"] = len(sp)
     r |= _log_ci_cols("jac_top", [s.top for s in sp])

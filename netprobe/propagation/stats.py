@@ -92,7 +92,9 @@ def predict_cosines(x: torch.Tensor, chain: list[ChainLayer]) -> np.ndarray:
     return out
 
 
-def linear_chain(model: nn.Module, x: torch.Tensor, upto: int) -> tuple[list[ChainLayer] | None, str]:
+def linear_chain(
+    model: nn.Module, x: torch.Tensor, upto: int
+) -> tuple[list[ChainLayer] | None, str]:
     """The chain x → Linear → ReLU → Linear → ReLU ... up to h{upto} when the model is one,
     checked on ``x`` itself (not guessed from module types): each rectifier's input must be
     the output of exactly one Linear called since the previous rectifier, and that Linear's
@@ -110,7 +112,9 @@ def linear_chain(model: nn.Module, x: torch.Tensor, upto: int) -> tuple[list[Cha
         events.append(("rect", (call, args[0], out)))
         return out
 
-    handles = [m.register_forward_hook(on_linear) for m in model.modules() if isinstance(m, nn.Linear)]
+    handles = [
+        m.register_forward_hook(on_linear) for m in model.modules() if isinstance(m, nn.Linear)
+    ]
     try:
         with eval_mode(model), torch.no_grad(), RectifierMode(model, on_rect):
             model(x)
