@@ -208,3 +208,24 @@ def test_cli_tiny_mlp_writes_every_output_and_json(tmp_path: Path) -> None:
     assert {"run.json", "report.md", "layers.csv", "cosine.png"} <= {f.name for f in out.iterdir()}
     run = json.loads((out / "run.json").read_text())
     assert run["command"] == "propagate" and "max_dead_frac" in run
+
+
+def test_a_model_without_an_input_shape_is_named_by_the_command_that_needs_it() -> None:
+    from netprobe.errors import OptionError
+    from netprobe.reconstruction import reconstruct
+
+    # a bare module records no input shape; without --inputs neither command can guess one
+    with pytest.raises(OptionError, match="`netprobe propagate` needs the model's input shape"):
+        propagate(TinyMLP(), num=4)
+    with pytest.raises(OptionError, match="`netprobe reconstruct` needs the model's input shape"):
+        reconstruct(TinyMLP(), num=4)
+
+
+def test_the_shared_helpers_have_public_names() -> None:
+    from netprobe.reconstruction.engine import prepared_like
+    from netprobe.spectra import tridiag_quadrature
+    from netprobe.spectra.lanczos import _tridiag_quadrature
+
+    assert _tridiag_quadrature is tridiag_quadrature  # the spectra package still uses the old name
+    net = prepared_like(nn.Sequential(nn.Linear(2, 2), nn.ReLU(inplace=True)).train(), TinyMLP())
+    assert not net.training and not net[1].inplace

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..netlayers import RectifierCall, RectifierMode, eval_mode
-from ..spectra.lanczos import _tridiag_quadrature
+from ..spectra.lanczos import tridiag_quadrature
 
 #: Lanczos steps per input and layer: the top singular value converges in far fewer when it
 #: stands apart, and the quadrature's median and log spread are resolved to about 1/steps
@@ -153,7 +153,7 @@ def lanczos(
 def summarise(alpha: np.ndarray, beta: np.ndarray) -> list[Spectrum]:
     """Per row: the Gauss quadrature of the Gram spectrum -> top, median, log spread, zeros.
     The quadrature's nodes are eigenvalues σ² of the Gram matrix, its weights their mass."""
-    qd = _tridiag_quadrature(alpha, beta)
+    qd = tridiag_quadrature(alpha, beta)
     out = []
     for th, wt in zip(qd.nodes, qd.weights, strict=True):
         th = np.clip(th, 0.0, None)

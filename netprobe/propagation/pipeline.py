@@ -84,15 +84,15 @@ def arms_of(
     lm: Any, net: nn.Module, seed: int, controls: bool
 ) -> tuple[dict[str, nn.Module], list[str]]:
     """The model and (with ``controls``) its seeded fresh initialisation, prepared alike."""
-    from ..reconstruction.engine import _prepared_like
+    from ..reconstruction.engine import prepared_like
     from ..seeds import derive_seed, fresh_init
 
-    arms: dict[str, nn.Module] = {"model": _prepared_like(net, net)}
+    arms: dict[str, nn.Module] = {"model": prepared_like(net, net)}
     notes: list[str] = []
     if controls:
         try:
             fresh, how = fresh_init(lm, derive_seed(seed, _FRESH))
-            arms["fresh-init"] = _prepared_like(fresh, net)
+            arms["fresh-init"] = prepared_like(fresh, net)
             notes.append(f"fresh-init control: {how}")
         except OptionError as e:
             notes.append(f"fresh-init control left out: {e.one_line()}")
@@ -190,6 +190,7 @@ def propagate(
         num=num,
         seed=seed,
         log=say,
+        command="propagate",
     )
     # 4. the layers (a net without rectifiers is refused before its inputs are prepared)
     hidden = hidden_layers(net, tuple(shape))
