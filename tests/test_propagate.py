@@ -229,3 +229,52 @@ def test_the_shared_helpers_have_public_names() -> None:
     assert _tridiag_quadrature is tridiag_quadrature  # the spectra package still uses the old name
     net = prepared_like(nn.Sequential(nn.Linear(2, 2), nn.ReLU(inplace=True)).train(), TinyMLP())
     assert not net.training and not net[1].inplace
+
+
+# --- the check rule -------------------------------------------------------------------------
+
+
+def test_check_propagate_rule_fails_a_net_with_dead_units_and_passes_a_healthy_one(
+    tmp_path: Path,
+) -> None:
+    from netprobe import zoo as chk
+    from netprobe.errors import OptionError
+
+    healthy = TinyMLP()
+    with torch.no_grad():  # He-like weights, zero bias: about half the units on per input
+        for lin in (healthy.fc1, healthy.fc2):
+            lin.weight.normal_(0, math.sqrt(2 / lin.in_features))
+            lin.bias.zero_()
+    dead = TinyMLP()
+    dead.load_state_dict(healthy.state_dict())
+    with torch.no_grad():
+        dead.fc2.bias[:12] = -1e3  # 12 of h2's 16 units can never turn on
+    x = np.random.default_rng(0).random((40, 1, 2, 4)).astype(np.float32)  # 8 features
+    np.savez(tmp_path / "x.npz", x=x)
+    cfg = tmp_path / "rules.toml"
+    cfg.write_text(
+        "[tool.netprobe.check]\nno_dead_layer = false\nmax = {}\n"
+        "[tool.netprobe.check.propagate]\n"
+        f'max_dead_frac = 0.5\nmin_active_frac = 0.1\nnum = 32\ninputs = "{tmp_path / "x.npz"}"\n'
+    )
+    rules = chk.load_config(cfg).base
+    results = {}
+    for name, net in (("healthy", healthy), ("dead", dead)):
+        torch.save(net, tmp_path / f"{name}.pt")
+        res = chk.measure(str(tmp_path / f"{name}.pt"), rules, {"trust_pickle": True})
+        results[name] = {r.rule: r for r in res.rules}
+    ok, bad = results["healthy"], results["dead"]
+    assert ok["propagate:max_dead_frac"].status == "pass"
+    assert ok["propagate:min_active_frac"].status == "pass"
+    r = bad["propagate:max_dead_frac"]
+    assert r.status == "fail" and r.layer == "h2" and r.value == pytest.approx(0.75)
+    assert "real inputs" in r.message and "h2" in r.message
+    # the table is checked when read: unknown keys, no bound, a share outside [0, 1]
+    for body, text in (
+        ("max_dead = 0.5", "unknown key 'max_dead'"),
+        ("num = 8", "needs a bound"),
+        ("max_dead_frac = 2", "share in \\[0, 1\\]"),
+    ):
+        cfg.write_text(f"[tool.netprobe.check.propagate]\n{body}\n")
+        with pytest.raises(OptionError, match=text):
+            chk.load_config(cfg)
