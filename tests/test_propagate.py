@@ -240,6 +240,7 @@ def test_check_propagate_rule_fails_a_net_with_dead_units_and_passes_a_healthy_o
     from netprobe import zoo as chk
     from netprobe.errors import OptionError
 
+    torch.manual_seed(0)
     healthy = TinyMLP()
     with torch.no_grad():  # He-like weights, zero bias: about half the units on per input
         for lin in (healthy.fc1, healthy.fc2):
@@ -267,7 +268,7 @@ def test_check_propagate_rule_fails_a_net_with_dead_units_and_passes_a_healthy_o
     assert ok["propagate:max_dead_frac"].status == "pass"
     assert ok["propagate:min_active_frac"].status == "pass"
     r = bad["propagate:max_dead_frac"]
-    assert r.status == "fail" and r.layer == "h2" and r.value == pytest.approx(0.75)
+    assert r.status == "fail" and r.layer == "h2" and r.value >= 0.75  # 12 of 16 at least
     assert "real inputs" in r.message and "h2" in r.message
     # the table is checked when read: unknown keys, no bound, a share outside [0, 1]
     for body, text in (

@@ -12,11 +12,17 @@ diagonal and one autograd product serves all B inputs at once. ARPACK runs one v
 time, so it would cost B times the passes. The Lanczos here is the textbook one with full
 reorthogonalisation (twice, in float64); its tridiagonals go through the same Gauss-quadrature
 solve as ``randomness``'s stochastic Lanczos (:mod:`netprobe.spectra.lanczos`).
+
+Cost: every Lanczos step is one VJP and one JVP through the prefix up to h_ℓ, so the run's
+cost is (inputs x layers x steps) products; the steps are cut where the summary has settled
+(:data:`CONVERGED`), and the graph is recorded once per batch with the weights frozen (no
+weight-gradient bookkeeping).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +40,12 @@ LANCZOS_STEPS = 20
 #: (float32 products leave a residue of ~1e-7 relative; zeros come from a rank below the
 #: smaller side, e.g. a layer with more units than the active units below it)
 ZERO_TOL = 1e-5
+#: a row stops when one more step moved its top singular value by less than 1e-3 (relative),
+#: its median by less than 1e-2 (relative) and its log spread by less than 1e-2 (absolute):
+#: every reported summary has settled, not only the top
+CONVERGED = (1e-3, 1e-2, 1e-2)
+#: the fewest steps before the convergence test applies (a 2-node quadrature can look settled)
+MIN_STEPS = 4
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,8 @@ def gram_operator(
     h: torch.Tensor, x: torch.Tensor
 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], int, torch.Tensor | None]:
     """(G, side, mask) for the batch's block-diagonal Jacobian ∂h/∂x: ``G`` maps (B, side)
-    float32 vectors to (B, side), the Gram matrix on the smaller side. On the h side the
+    float32 vectors to (B, side), the Gram matrix on the smaller side (h's active units
+    against x's coordinates). On the h side the
     operator is restricted to each input's active units (``mask``, (B, side) or None): the
     row of J of an inactive unit is exactly zero, and those known zeros would otherwise fill
     the spectrum (their share is the active fraction's complement, reported already)."""
@@ -94,8 +107,11 @@ def gram_operator(
         (out,) = torch.autograd.grad(g, w, grad_outputs=v.view_as(x), retain_graph=True)
         return out.reshape(B, m)
 
-    if m <= d:
-        mask = (h.detach() > 0).reshape(B, m)
+    mask = (h.detach() > 0).reshape(B, m)
+    # the h side restricted to active units is the smaller side whenever at most d units are
+    # on (a wide first layer is, on its own, larger than the input): a smaller operator, and
+    # the rank deficiency of a wide layer no longer shows as a cluster of zeros to resolve
+    if int(mask.sum(1).max()) <= d:
         mask[~mask.any(1)] = True  # no active unit: J is zero, the spectrum all zeros
         mf = mask.to(h.dtype)
         return (lambda u: jvp(vjp(u * mf)) * mf), m, mask
@@ -113,8 +129,9 @@ def lanczos(
     mask: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batched Lanczos on B independent symmetric operators (one per row): the tridiagonals'
-    (alpha (B, s), beta (B, s-1)). Stops early when every row's Krylov space is exhausted.
-    With ``mask`` (B, n) the start vectors live on each row's masked coordinates."""
+    (alpha (B, s), beta (B, s-1)). Stops early when every row's Krylov space is exhausted
+    or its summary has settled (:data:`CONVERGED`, after :data:`MIN_STEPS`). With ``mask``
+    (B, n) the start vectors live on each row's masked coordinates."""
     steps = max(1, min(steps, n))
     q = torch.randn(B, n, generator=generator, dtype=torch.float64).to(device)
     if mask is not None:
@@ -124,6 +141,7 @@ def lanczos(
     alphas: list[torch.Tensor] = []
     betas: list[torch.Tensor] = []
     frozen = torch.zeros(B, dtype=torch.bool, device=q.device)
+    settled = _Settled(B)
     for j in range(steps):
         w = G(Q[-1].to(dtype)).to(torch.float64)
         w[frozen] = 0.0  # a finished row adds only zero-weight zero nodes from here on
@@ -139,6 +157,8 @@ def lanczos(
         frozen = frozen | (b <= 1e-10 * scale)  # this row's Krylov space is exhausted
         if bool(frozen.all()):
             break  # every row's Ritz values are exact
+        if j + 1 >= MIN_STEPS and settled.all(alphas, betas, frozen):
+            break  # one more step would leave every row's summary where it is
         betas.append(torch.where(frozen, torch.zeros_like(b), b))
         q = w / b.clamp_min(1e-300).unsqueeze(1)
         q[frozen] = 0.0
@@ -148,6 +168,33 @@ def lanczos(
         torch.stack(betas, 1).cpu().numpy() if betas else np.zeros((B, 0))
     )  # (B, len(alphas) - 1)
     return alpha, beta[:, : alpha.shape[1] - 1]
+
+
+class _Settled:
+    """The convergence test of :func:`lanczos`: each row's summary (top, median, log spread)
+    after this step against the previous step's."""
+
+    def __init__(self, rows: int) -> None:
+        self.last: np.ndarray | None = None
+        self.rows = rows
+
+    def all(self, alphas: list[torch.Tensor], betas: list[torch.Tensor], frozen: Any) -> bool:
+        a = torch.stack(alphas, 1).cpu().numpy()
+        b = torch.stack(betas, 1).cpu().numpy() if betas else np.zeros((self.rows, 0))
+        now = np.array([(s.top, s.median, s.log_spread) for s in summarise(a, b)])
+        last, self.last = self.last, now
+        if last is None:
+            return False
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.abs(now[:, :2] - last[:, :2]) / np.maximum(np.abs(now[:, :2]), 1e-300)
+        tol_top, tol_med, tol_spread = CONVERGED
+        ok = (
+            (rel[:, 0] < tol_top)
+            & (rel[:, 1] < tol_med)
+            & (np.abs(now[:, 2] - last[:, 2]) < tol_spread)
+        )
+        ok |= frozen.cpu().numpy() | (now[:, 0] == 0)
+        return bool(ok.all())
 
 
 def summarise(alpha: np.ndarray, beta: np.ndarray) -> list[Spectrum]:
@@ -192,14 +239,30 @@ def jacobian_spectra(
     if not layers:
         return {}
     xg = x.detach().clone().requires_grad_(True)
-    acts = hidden_with_grad(model, xg, max(layers))
     out: dict[int, list[Spectrum]] = {}
-    for idx in layers:
-        h = acts[idx - 1]
-        G, side, mask = gram_operator(h, xg)
-        g = torch.Generator().manual_seed(derive_seed(seed, idx))
-        alpha, beta = lanczos(G, x.shape[0], side, steps, g, x.device, x.dtype, mask)
-        out[idx] = summarise(alpha, beta)
-        if on_layer is not None:
-            on_layer(idx)
+    with frozen_weights(model):
+        acts = hidden_with_grad(model, xg, max(layers))
+        for idx in layers:
+            h = acts[idx - 1]
+            G, side, mask = gram_operator(h, xg)
+            g = torch.Generator().manual_seed(derive_seed(seed, idx))
+            alpha, beta = lanczos(G, x.shape[0], side, steps, g, x.device, x.dtype, mask)
+            out[idx] = summarise(alpha, beta)
+            del G  # the layer's double-backward graph
+            if on_layer is not None:
+                on_layer(idx)
     return out
+
+
+@contextmanager
+def frozen_weights(model: nn.Module) -> Iterator[None]:
+    """The model's parameters without ``requires_grad`` for the duration: the recorded graph
+    then reaches x only, and no product computes or stores anything for the weights."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)

@@ -104,28 +104,52 @@ def measure_arm(
     x: torch.Tensor,
     layers: list[HiddenLayer],
     *,
-    jacobian_inputs: int,
-    lanczos_steps: int,
     batch_size: int,
-    seed: int,
     tick: Callable[[str], None],
 ) -> dict[str, Any]:
-    """One arm on one source: forward statistics, predicted cosines, Jacobian spectra."""
+    """One arm on one source: forward statistics and predicted cosines (the Jacobian
+    spectra are added by :func:`arm_spectra`, for both sources at once)."""
     idx = [h.index for h in layers]
     stats, cos_in = forward_stats(net, x, idx, batch_size)
     tick("forward")
     chain, why = linear_chain(net, x[:2], max(idx))
     pred = predict_cosines(x, chain) if chain is not None else None
-    spectra: dict[int, list[Spectrum]] = {}
-    nj = jacobian_inputs - jacobian_inputs % 2 if jacobian_inputs > 1 else jacobian_inputs
-    for i in range(0, nj, batch_size):  # one block-diagonal batch at a time
+    return {"stats": stats, "cos_in": cos_in, "pred": pred, "why": why, "spectra": {}}
+
+
+def arm_spectra(
+    net: nn.Module,
+    xs: dict[str, torch.Tensor],
+    layers: list[HiddenLayer],
+    *,
+    jacobian_inputs: int,
+    lanczos_steps: int,
+    batch_size: int,
+    seed: int,
+) -> dict[str, dict[int, list[Spectrum]]]:
+    """The Jacobian spectra of one arm, for every source: the first ``jacobian_inputs``
+    (even) inputs of each source go through Lanczos together, one block-diagonal batch of
+    up to ``batch_size`` inputs, so each Lanczos step is one VJP and one JVP for all of them
+    (the sources share the recorded graph and the autograd calls)."""
+    idx = [h.index for h in layers]
+    take = {}
+    for src, x in xs.items():
+        n = min(jacobian_inputs, len(x))
+        take[src] = n - n % 2 if n > 1 else n
+    xj = torch.cat([xs[src][: take[src]] for src in xs])
+    merged: dict[int, list[Spectrum]] = {}
+    for i in range(0, len(xj), batch_size):
         part = jacobian_spectra(
-            net, x[i : min(nj, i + batch_size)], idx, steps=lanczos_steps, seed=seed + i
+            net, xj[i : i + batch_size], idx, steps=lanczos_steps, seed=seed + i
         )
         for k, v in part.items():
-            spectra.setdefault(k, []).extend(v)
-    tick("jacobian")
-    return {"stats": stats, "cos_in": cos_in, "pred": pred, "why": why, "spectra": spectra}
+            merged.setdefault(k, []).extend(v)
+    out: dict[str, dict[int, list[Spectrum]]] = {}
+    start = 0
+    for src in xs:
+        out[src] = {k: v[start : start + take[src]] for k, v in merged.items()}
+        start += take[src]
+    return out
 
 
 def propagate(
@@ -210,7 +234,7 @@ def propagate(
     xs = {"gaussian": x_gauss.to(dev), "real": x_real}
     # 5. the arms, each on each source
     arms, notes = arms_of(lm, net, seed, controls)
-    total = len(arms) * len(SOURCES) * 2
+    total = len(arms) * (len(SOURCES) + 1)
     done = 0
 
     def tick(label: str) -> None:
@@ -227,15 +251,21 @@ def propagate(
     for arm, arm_net in arms.items():
         for src in SOURCES:
             measured[(arm, src)] = measure_arm(
+                arm_net, xs[src], chosen, batch_size=batch_size, tick=tick
+            )
+        if jacobian_inputs > 0:
+            spectra = arm_spectra(
                 arm_net,
-                xs[src],
+                xs,
                 chosen,
-                jacobian_inputs=min(jacobian_inputs, len(xs[src])),
+                jacobian_inputs=jacobian_inputs,
                 lanczos_steps=lanczos_steps,
                 batch_size=batch_size,
                 seed=derive_seed(seed, _LANCZOS),
-                tick=tick,
             )
+            for src in SOURCES:
+                measured[(arm, src)]["spectra"] = spectra[src]
+        tick("jacobian")
     why = measured[("model", "gaussian")]["why"]
     if why:
         notes.append(
