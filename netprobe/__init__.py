@@ -23,6 +23,7 @@ _LAZY = {
     "shadow_train": ("netprobe.shadow", "shadow_train"),
     "check": ("netprobe.zoo", "check"),
     "layers": ("netprobe.listing", "layers"),
+    "propagate": ("netprobe.propagation", "propagate"),
     "load": ("netprobe.loading", "load"),
     "LoadedModel": ("netprobe.loading", "LoadedModel"),
     "NetprobeError": ("netprobe.errors", "NetprobeError"),

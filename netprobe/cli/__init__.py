@@ -11,6 +11,7 @@ from __future__ import annotations
 # importing a command module registers its command, in the order `--help` lists them
 # isort: off
 from . import layers, randomness, reconstruct, shadow_train, check
+from . import propagate  # noqa: F401
 
 # isort: on
 from .app import app, main

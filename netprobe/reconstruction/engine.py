@@ -52,7 +52,7 @@ def permuted_weights(model: nn.Module, seed: int) -> nn.Module:
     return net
 
 
-def _prepared_like(net: nn.Module, model: nn.Module) -> nn.Module:
+def prepared_like(net: nn.Module, model: nn.Module) -> nn.Module:
     """A control net prepared the way the model runs: the model's device and dtype, eval
     mode, rectifiers not in place (a freshly built torchvision net has ``ReLU(inplace=True)``
     and is in train mode; every pass here wants eval-mode maths on the same device)."""
@@ -88,7 +88,7 @@ def control_nets(
         for k in range(fresh_inits):
             coords = (_FRESH,) if k == 0 else (_FRESH, k)  # init 0 keeps its old stream
             fresh, how = fresh_init(source, derive_seed(seed, *coords))
-            nets["fresh-init" if k == 0 else f"fresh-init#{k + 1}"] = _prepared_like(fresh, model)
+            nets["fresh-init" if k == 0 else f"fresh-init#{k + 1}"] = prepared_like(fresh, model)
             if k == 0:
                 more = f" (and {fresh_inits - 1} more, seeded alike)" if fresh_inits > 1 else ""
                 notes.append(f"fresh-init control: {how}{more}")

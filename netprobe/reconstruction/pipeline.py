@@ -113,11 +113,13 @@ def choose_inputs(
     num: int,
     seed: int,
     log: Log,
+    command: str = "reconstruct",
 ) -> tuple[Any, tuple[int, ...]]:
     """(the picked Dataset, the model's input shape). Given ``inputs``/``dataset`` are
     used as they are, and give the input shape when the model does not record one. By
     default a 3-channel (ImageNet-shaped) model gets the bundled photographs, any other the
-    bundled MNIST digits; ``log`` says which inputs were used and why."""
+    bundled MNIST digits; ``log`` says which inputs were used and why. ``command`` names the
+    calling command in the missing-shape message (reconstruct and propagate share this)."""
     from ..data import bundled_digits, bundled_photos, load_dataset
 
     shape = lm.input_shape
@@ -135,7 +137,7 @@ def choose_inputs(
         return ds, tuple(shape)
     if shape is None:
         raise OptionError(
-            f"{lm.display}: `netprobe reconstruct` needs the model's input shape",
+            f"{lm.display}: `netprobe {command}` needs the model's input shape",
             hint="pass it with --input-shape, e.g. --input-shape 3,224,224, or give --inputs "
             "(their shape is used)",
         )

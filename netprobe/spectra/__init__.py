@@ -51,6 +51,7 @@ from .lanczos import (
     ks_quadrature_to_mp,
     ks_quadratures_to_mp,
     slq,
+    tridiag_quadrature,
 )
 from .nulls import (
     APPROX_NULL_REPS,
@@ -106,6 +107,7 @@ __all__ = [
     "_ks_normalised",
     "_rel_error_estimate",
     "_tridiag_quadrature",
+    "tridiag_quadrature",
     "approx_null",
     "count_spikes",
     "count_spikes_quadrature",

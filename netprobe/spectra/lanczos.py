@@ -68,7 +68,7 @@ def _cdf_rows(th: np.ndarray, w: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _tridiag_quadrature(alpha: np.ndarray, beta: np.ndarray) -> Quadrature:
+def tridiag_quadrature(alpha: np.ndarray, beta: np.ndarray) -> Quadrature:
     """alpha (probes, m), beta (probes, m-1) -> Gauss nodes and weights (first components^2),
     all tridiagonals in one batched symmetric eigensolve."""
     B, m = alpha.shape
@@ -80,6 +80,10 @@ def _tridiag_quadrature(alpha: np.ndarray, beta: np.ndarray) -> Quadrature:
         T[:, i[1:], i[:-1]] = beta
     th, S = np.linalg.eigh(T)
     return Quadrature(th, S[:, 0, :] ** 2)
+
+
+#: the old private name, still used inside :mod:`netprobe.spectra`
+_tridiag_quadrature = tridiag_quadrature
 
 
 def _gram_apply(W: Any, V: Any, rows_small: bool, cache_elems: int = 1 << 20) -> Any:

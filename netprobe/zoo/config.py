@@ -63,6 +63,17 @@ s_max_over_edge = 100      # top singular value over the Marchenko-Pastur bulk e
 # gen_scale = "theory"   # the reverse net's scale: theory, calibrated or a number (--gen-scale)
 # gen_keep = 1.0         # keep-probability of the generated units, in (0, 1] (--gen-keep)
 
+# Optional propagation rule (`netprobe propagate`'s columns, per hidden layer h1..hL, the
+# model's rows on one input source): at least one bound.
+# [tool.netprobe.check.propagate]
+# max_dead_frac = 0.5       # share of a layer's units active on none of the inputs
+# max_always_on_frac = 0.5  # share active on every input (a linear unit)
+# min_active_frac = 0.01    # mean share of units active per input (the theorem's k/m)
+# layer = "all"             # or a comma list: "h1,h3"
+# num = 32                  # inputs
+# source = "real"           # real (reconstruct's default inputs, or `inputs`) or gaussian
+# inputs = "path/to/images-or.npz"
+
 # Tolerances for --baseline previous.json: a rule whose measured value moved by more than
 # this (absolute) fails as drift. `default` covers rules not named.
 [tool.netprobe.check.drift]
@@ -86,6 +97,7 @@ _TOP_KEYS = {
     "reconstruct",
     "drift",
     "models",
+    "propagate",
 }
 
 #: [reconstruct] keys; the old names alpha/keep still read as gen_scale/gen_keep
@@ -109,6 +121,7 @@ class Rules:
     reconstruct: Mapping[str, Any] | None = None
     drift: Mapping[str, float] = field(default_factory=lambda: {"default": 0.05})
     skip: tuple[str, ...] = ()
+    propagate: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,52 @@ def _reconstruct(where: str, value: Any) -> dict[str, Any]:
     return out
 
 
+#: [propagate] bounds (each a PropagationReport column, per hidden layer) and run options
+PROPAGATE_BOUNDS = {
+    "max_dead_frac": ("max", "dead_frac"),
+    "max_always_on_frac": ("max", "always_on_frac"),
+    "min_active_frac": ("min", "active_frac"),
+}
+_PROPAGATE_OPTIONS = {"layer", "num", "inputs", "source"}
+
+
+def _propagate(where: str, value: Any) -> dict[str, Any]:
+    """The [propagate] table, checked now (not in a worker): known keys, at least one
+    bound, every bound a share in [0, 1]."""
+    known = sorted(set(PROPAGATE_BOUNDS) | _PROPAGATE_OPTIONS)
+    if not isinstance(value, Mapping):
+        raise OptionError(f"{where}: [propagate] must be a table", hint="max_dead_frac = 0.5")
+    for key in value:
+        if key not in known:
+            raise OptionError(
+                f"{where}: [propagate] unknown key '{key}'", hint="known keys: " + ", ".join(known)
+            )
+    bounds = [k for k in value if k in PROPAGATE_BOUNDS]
+    if not bounds:
+        raise OptionError(
+            f"{where}: [propagate] needs a bound",
+            hint="one of " + ", ".join(PROPAGATE_BOUNDS) + ", e.g. max_dead_frac = 0.5",
+        )
+    for key in bounds:
+        if not (_number(value[key]) and 0 <= value[key] <= 1):
+            raise OptionError(
+                f"{where}: [propagate] {key} = {value[key]!r}: must be a share in [0, 1]",
+                hint=f"{key} = 0.5",
+            )
+    num = value.get("num", 32)
+    if not isinstance(num, int) or isinstance(num, bool) or num < 2:
+        raise OptionError(f"{where}: [propagate] num must be an integer >= 2", hint="num = 32")
+    if value.get("source", "real") not in ("real", "gaussian"):
+        raise OptionError(
+            f"{where}: [propagate] source = {value['source']!r}: not real or gaussian",
+            hint='source = "real"',
+        )
+    for key in ("layer", "inputs"):
+        if key in value and not isinstance(value[key], str):
+            raise OptionError(f"{where}: [propagate] {key} must be a string", hint='layer = "all"')
+    return dict(value)
+
+
 def _apply(rules: Rules, table: Mapping[str, Any], where: str) -> Rules:
     changes: dict[str, Any] = {}
     for key, value in table.items():
@@ -215,6 +274,8 @@ def _apply(rules: Rules, table: Mapping[str, Any], where: str) -> Rules:
             changes[key] = merged
         elif key == "reconstruct":
             changes[key] = _reconstruct(where, value)
+        elif key == "propagate":
+            changes[key] = _propagate(where, value)
         else:
             raise OptionError(
                 f"{where}: unknown key '{key}'",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from .config import Rules
@@ -51,6 +52,8 @@ def measure(spec: str, rules: Rules, opts: Mapping[str, Any]) -> ModelResult:
         out += _randomness_rules(lm, rules, opts)
     if rules.reconstruct and "reconstruct" not in rules.skip:
         out.append(_reconstruct_rule(lm, rules.reconstruct, opts))
+    if rules.propagate and "propagate" not in rules.skip:
+        out += _propagate_rules(lm, rules.propagate, opts)
     return ModelResult(
         spec, status_of(out), tuple(out), None, round(time.time() - t0, 3), lm.sha256
     )
@@ -172,3 +175,32 @@ def _reconstruct_rule(lm: Any, cfg: Mapping[str, Any], opts: Mapping[str, Any]) 
         str(cfg["layer"]),
         f"relative error of re-inferred {cfg['layer']}: {err:.3g}",
     )
+
+
+def _propagate_rules(lm: Any, cfg: Mapping[str, Any], opts: Mapping[str, Any]) -> list[RuleResult]:
+    """``propagate:max_dead_frac`` and the other [propagate] bounds: one
+    :func:`netprobe.propagation.propagate` run (forward statistics only: no fresh-init
+    control, no Jacobian), then each bound over the model's rows of the chosen source, one
+    row per hidden layer (docs/science.md §7.1)."""
+    from ..propagation import propagate
+    from .config import PROPAGATE_BOUNDS
+
+    report = propagate(
+        lm,
+        layer=str(cfg.get("layer", "all")),
+        num=int(cfg.get("num", 32)),
+        inputs=cfg.get("inputs"),
+        controls=False,
+        jacobian_inputs=0,
+        seed=int(opts.get("seed", 0)),
+        device=opts.get("device", "cpu"),
+    )
+    frame = report.to_frame()
+    src = str(cfg.get("source", "real"))
+    frame = frame[(frame["arm"] == "model") & (frame["source"] == src)]
+    out = []
+    for key, (stat, col) in PROPAGATE_BOUNDS.items():
+        if key in cfg:
+            r = _bound_rule(frame, stat, col, float(cfg[key]))
+            out.append(replace(r, rule=f"propagate:{key}", message=f"{src} inputs: {r.message}"))
+    return out
