@@ -594,6 +594,37 @@ def test_independence_screen_hands_small_p_values_to_the_shuffled_null() -> None
     assert s.p > ind.SCREEN
 
 
+def test_heavy_tailed_large_layers_draw_the_spike_null_at_full_size() -> None:
+    """Above 512 a side the shuffled null is drawn at 512 x N'; for tails without a fourth
+    moment the largest entries move lambda_max more at full size, so that null understated it
+    (t(3) 1024x2048 flagged 4%, 2048x4096 15% at 1.6%). Such layers draw lambda_max at full
+    size by Lanczos, and their bulk KS test says it is untested rather than guessing."""
+    from netprobe.iid import spectrum as spc
+
+    # Lanczos lambda_max of a shuffle is the top eigenvalue of that shuffle's Gram matrix
+    values = torch.from_numpy(np.random.default_rng(0).standard_t(3.0, 300 * 700)).float()
+    seed = int(np.random.default_rng(5).integers(2**62))
+    g = torch.Generator().manual_seed(seed)
+    A = values[torch.randperm(len(values), generator=g)].reshape(300, 700).double()
+    exact = float(torch.linalg.eigvalsh(A @ A.T)[-1])
+    got = sp.shuffled_lambda_max(values, (300, 700), np.random.default_rng(5))
+    assert got == pytest.approx(exact, rel=1e-5)
+    # a t(3) layer above 512 a side takes the heavy route; a Gaussian one does not
+    rng = np.random.default_rng(1)
+    W = torch.from_numpy(rng.standard_t(3.0, size=(640, 1280))).float()
+    assert spc.heavy_entries(W, float(W.square().sum()))
+    r = rd.analyse_matrix(W, seed=0)
+    s = r.spectrum
+    assert s is not None and "spikes" not in r.failed
+    if s.ks_p_gauss < spc.SCREEN:  # the KS test would need the shuffled null: not run
+        assert math.isnan(s.ks_p) and s.ks_how == spc.UNTESTED_HEAVY
+        assert "spectrum KS not tested" in r.reason and "spectrum" not in r.failed
+    if s.spikes_p_gauss < spc.SCREEN:
+        assert s.null.endswith("(spikes: full size)") and s.null_draws > 0
+    G = torch.from_numpy(rng.standard_normal((640, 1280))).float()
+    assert not spc.heavy_entries(G, float(G.square().sum()))
+
+
 def test_a_nonzero_mean_is_reported_as_the_mean_component_not_a_spike() -> None:
     """i.i.d. N(0.1, 1) at 256 x 512: the mean is a rank-1 component of size 0.1 sqrt(m n) = 36,
     far above the bulk edge (sqrt(256) + sqrt(512) = 38.6 in singular value, 1.9x BBP), so the
