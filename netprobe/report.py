@@ -170,9 +170,11 @@ class OutputDir:
         np.savez_compressed(buf, **arrs)
         return atomic_write_bytes(self._note(name), buf.getvalue())
 
-    def write_figure(self, name: str, fig: Any, dpi: int = 120) -> Path:
+    def write_figure(self, name: str, fig: Any, dpi: int = 120, tight: bool = True) -> Path:
+        """``tight=False`` for a figure laid out with fixed margins: the tight bounding box
+        costs a second draw of every artist."""
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
         return atomic_write_bytes(self._note(name), buf.getvalue())
 
 
