@@ -20,7 +20,7 @@ QQ_POINTS = 400
 
 
 def new_figure(
-    width: float = 6.4, height: float = 4.8, layout: str | None = "constrained", **kw: Any
+    width: float = 6.4, height: float = 4.8, layout: Any = "constrained", **kw: Any
 ) -> Figure:
     return Figure(figsize=(width, height), layout=layout, **kw)
 
