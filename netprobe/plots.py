@@ -78,7 +78,8 @@ def _qq_points(z: Any, count: int = QQ_POINTS) -> tuple[Any, Any]:
         return ndtri((np.arange(1, n + 1) - 0.5) / n), np.sort(z)
     edge = float(ndtri(0.5 / n))
     q = np.linspace(edge, -edge, count)
-    return q, np.quantile(z, ndtr(q))
+    # hazen: the quantile at (k - 0.5) / n is the k-th smallest entry, the full plot's point
+    return q, np.quantile(z, ndtr(q), method="hazen")
 
 
 def randomness_layer_grid(
