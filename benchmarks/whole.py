@@ -3,6 +3,7 @@
 in-process, and the peers' whole processes; every ratio of the speed targets in one run.
 
     python benchmarks/whole.py [--rounds 2] [--skip-ww] [--skip-check] [--json out.json]
+    python benchmarks/whole.py --compare /path/to/other/checkout   # before/after, same run
 
 Contenders, each a fresh process (wall time, peak RSS from the kernel's VmHWM/ru_maxrss of
 that child only: the parent imports no torch, so nothing of it is carried across exec):
@@ -21,7 +22,11 @@ that child only: the parent imports no torch, so nothing of it is carried across
   * default threads against ``--threads 1`` for every netprobe command above.
 
 Each round runs every contender once, in turn, so a busy machine slows them alike; the
-median over rounds is reported. WeightWatcher is optional: ``pip install 'netprobe[bench]'``.
+median over rounds is reported, as wall seconds and as CPU seconds (user + system of that
+process: on a machine other jobs share, the CPU seconds are the steadier comparison; the
+thread comparison is in wall seconds). ``--compare PATH`` also runs every netprobe contender
+from another checkout (e.g. the commit before a change) in the same rounds and prints the
+two side by side. WeightWatcher is optional: ``pip install 'netprobe[bench]'``.
 """
 
 from __future__ import annotations
@@ -100,7 +105,8 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> dict[str, object]:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode not in (0, 1):  # check exits 1 when a model fails a rule
         raise RuntimeError(f"{' '.join(argv[:6])} failed ({proc.returncode}):\n{err[-2000:]}")
-    return {"seconds": wall, "rss_mb": usage.ru_maxrss / 1024, "stdout": out}
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"seconds": wall, "cpu_seconds": cpu, "rss_mb": usage.ru_maxrss / 1024, "stdout": out}
 
 
 def main() -> None:
@@ -110,9 +116,13 @@ def main() -> None:
     ap.add_argument("--skip-check", action="store_true", help="no check zoo")
     ap.add_argument("--models", type=int, default=20)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--compare", type=Path, help="another netprobe checkout to time beside this one")
     args = ap.parse_args()
     py = sys.executable
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    other = None
+    if args.compare:
+        other = {**os.environ, "PYTHONPATH": str(args.compare.resolve()) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     tmp = Path(tempfile.mkdtemp(prefix="netprobe-whole-"))
     (tmp / "zoo").mkdir()
     weights = tmp / "alexnet.pth"
@@ -139,14 +149,22 @@ def main() -> None:
         for name, t in (("check", []), ("check_t1", ["--threads", "1"])):
             cases[name] = lambda r, t=t, name=name: [*np_, "check", str(tmp / "zoo"), "--jobs", "2", "-q", *t,
                                                      "--json", str(tmp / f"{name}{r}.jsonl")]
+    peers = {"floor_bundled", "floor_alexnet", "ww_analyze", "ww_mp_fit"}
     runs: dict[str, list[dict[str, object]]] = {k: [] for k in cases}
+    before: dict[str, list[dict[str, object]]] = {k: [] for k in cases if k not in peers}
     for r in range(args.rounds):
         for name, argv in cases.items():
             print(f"… round {r + 1}: {name}", file=sys.stderr, flush=True)
             runs[name].append(timed(argv(r), tmp, env))
+            if other is not None and name in before:
+                argv_b = [a.replace(f"{name}{r}.jsonl", f"b{name}{r}.jsonl") for a in argv(r + 100)]
+                before[name].append(timed(argv_b, tmp, other))
 
     def sec(name: str) -> float:
         return statistics.median(float(x["seconds"]) for x in runs[name])  # type: ignore[arg-type]
+
+    def cpu(name: str, table: dict[str, list[dict[str, object]]] = runs) -> float:
+        return statistics.median(float(x["cpu_seconds"]) for x in table[name])  # type: ignore[arg-type]
 
     def rss(name: str) -> float:
         return max(float(x["rss_mb"]) for x in runs[name])  # type: ignore[arg-type]
@@ -180,10 +198,24 @@ def main() -> None:
             per.append((float(runs["check"][r]["seconds"]) - own / 2) / n)  # type: ignore[arg-type]
         L.append(f"check {args.models} models --jobs 2: {sec('check'):6.2f} s, {statistics.median(per):.2f} s per model "
                  "beyond its analysis (target <= 0.4 s)")
+    L.append("CPU seconds (user + system), the steadier measure on a shared machine:")
+    L.append(f"  layers / floor {cpu('layers') / cpu('floor_bundled'):.2f}x; reconstruct --layer all / floor "
+             f"{cpu('reconstruct') / cpu('floor_bundled'):.2f}x; randomness AlexNet / floor "
+             f"{cpu('randomness_t1') / cpu('floor_alexnet'):.2f}x (figures: "
+             f"{cpu('randomness_t1') - cpu('randomness_nofig_t1'):+.2f} s)")
+    if not args.skip_ww:
+        L.append(f"  WeightWatcher analyze() / netprobe {cpu('ww_analyze') / cpu('randomness_t1'):.1f}x, "
+                 f"mp_fit=True / netprobe {cpu('ww_mp_fit') / cpu('randomness_t1'):.1f}x")
     L.append("default threads / --threads 1 (target <= 1.10):")
     for base in ("reconstruct", "randomness", "check"):  # layers takes no --threads
         if f"{base}_t1" in runs:
             L.append(f"  {base:12s} {sec(base):6.2f} s / {sec(base + '_t1'):6.2f} s = {sec(base) / sec(base + '_t1'):.2f}")
+    if other is not None:
+        L.append(f"before ({args.compare}) -> after (this checkout), CPU seconds [wall seconds]:")
+        for name in before:
+            b_wall = statistics.median(float(x["seconds"]) for x in before[name])  # type: ignore[arg-type]
+            L.append(f"  {name:22s} {cpu(name, before):7.2f} -> {cpu(name):7.2f}   [{b_wall:7.2f} -> {sec(name):7.2f}]"
+                     f"   peak RSS {max(float(x['rss_mb']) for x in before[name]):5.0f} -> {rss(name):5.0f} MB")  # type: ignore[arg-type]
     print("\n".join(L))
     if args.json:
         args.json.write_text(json.dumps({k: [{**x, "stdout": ""} for x in v] for k, v in runs.items()}, indent=2))
