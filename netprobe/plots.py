@@ -15,9 +15,14 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
+# points of a normal Q–Q plot (quantiles of the sample, not every entry)
+QQ_POINTS = 400
 
-def new_figure(width: float = 6.4, height: float = 4.8, **kw: Any) -> Figure:
-    return Figure(figsize=(width, height), layout="constrained", **kw)
+
+def new_figure(
+    width: float = 6.4, height: float = 4.8, layout: Any = "constrained", **kw: Any
+) -> Figure:
+    return Figure(figsize=(width, height), layout=layout, **kw)
 
 
 def plain(text: Any) -> str:
@@ -26,6 +31,55 @@ def plain(text: Any) -> str:
 
 
 # --- randomness --------------------------------------------------------------------------
+
+
+def _fixed_grid(fig: Figure, rows: int, cols: int, row_inches: float, top_inches: float) -> Any:
+    """A ``rows`` x ``cols`` grid with margins fixed in inches, in place of the constrained
+    layout: the layout solver measured every tick label of every axes (about 80% of the
+    time a 24-axes page took to draw; docs/design.md, "Speed")."""
+    h = fig.get_figheight()
+    fig.subplots_adjust(
+        left=0.06,
+        right=0.99,
+        top=1 - top_inches / h,
+        bottom=0.45 / h,
+        wspace=0.22,
+        hspace=0.75 / (row_inches - 0.75),
+    )
+    return fig.subplots(rows, cols, squeeze=False)
+
+
+def _light_axes(axes: Any) -> None:
+    """Few ticks, no log-axis minor ticks, titles at a fixed height: each tick is a set of
+    artists matplotlib builds and measures, and an automatic title position measures every
+    tick label below it (together most of a page's drawing time; docs/design.md, "Speed")."""
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator
+
+    for ax in axes:
+        ax.tick_params(labelsize=6)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        if ax.get_yscale() == "log":
+            ax.yaxis.set_major_locator(LogLocator(numticks=5))
+            ax.yaxis.set_minor_locator(NullLocator())
+        else:
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.title.set_y(1.0)
+
+
+def _qq_points(z: Any, count: int = QQ_POINTS) -> tuple[Any, Any]:
+    """A normal Q–Q plot's points from ``count`` quantiles of ``z``, evenly spaced in
+    Gaussian quantile from the smallest plotting position to the largest (so the tails,
+    where a law shows, keep their points): the curve every entry draws, at a fixed cost."""
+    import numpy as np
+    from scipy.special import ndtr, ndtri
+
+    n = len(z)
+    if n <= count:
+        return ndtri((np.arange(1, n + 1) - 0.5) / n), np.sort(z)
+    edge = float(ndtri(0.5 / n))
+    q = np.linspace(edge, -edge, count)
+    # hazen: the quantile at (k - 0.5) / n is the k-th smallest entry, the full plot's point
+    return q, np.quantile(z, ndtr(q), method="hazen")
 
 
 def randomness_layer_grid(
@@ -39,47 +93,39 @@ def randomness_layer_grid(
     import math
 
     import numpy as np
-    from scipy.special import ndtri
 
     from .spectra import sv_pdf
 
     refs = refs or {}
-    fig = new_figure(11.0, 2.3 * max(len(layers), 1))
-    axes = fig.subplots(max(len(layers), 1), 3, squeeze=False)
+    rows = max(len(layers), 1)
+    fig = new_figure(11.0, 2.3 * rows + (0.35 if title else 0.0), layout=None)
+    axes = _fixed_grid(fig, rows, 3, row_inches=2.3, top_inches=0.95 if title else 0.55)
     for row, layer in zip(axes, layers, strict=False):
         ax_s, ax_h, ax_q = row
         s = layer.spectrum
         tag = f"{plain(layer.name)} ({'x'.join(map(str, layer.matrix_shape))}): {layer.verdict}"
         if s is not None:
+            # histograms are counted here and drawn as one step outline each (stairs), not
+            # as one rectangle artist per bin
             scale = s.sigma * math.sqrt(s.N)
             if "sv" in layer.arrays:
                 sv = np.asarray(layer.arrays["sv"], dtype=np.float64) / scale
                 hi = max(float(sv.max()), s.edge) * 1.05
                 bins = np.linspace(0, hi, min(80, max(20, len(sv) // 8)))
-                ax_s.hist(sv, bins=bins, density=True, color="#4c72b0", alpha=0.75, label="W")
+                dens, _ = np.histogram(sv, bins=bins, density=True)
+                label = "W"
             else:  # SLQ: the quadrature's density as a weighted histogram of its nodes
                 nodes = np.sqrt(np.clip(layer.arrays["slq_nodes"].ravel(), 0, None)) / scale
                 hi = max(float(nodes.max()), s.edge) * 1.05
                 bins = np.linspace(0, hi, 60)
-                ax_s.hist(
-                    nodes,
-                    bins=bins,
-                    weights=layer.arrays["slq_weights"].ravel() / len(layer.arrays["slq_nodes"]),
-                    density=True,
-                    color="#4c72b0",
-                    alpha=0.75,
-                    label="W (SLQ)",
-                )
+                w = layer.arrays["slq_weights"].ravel() / len(layer.arrays["slq_nodes"])
+                dens, _ = np.histogram(nodes, bins=bins, weights=w, density=True)
+                label = "W (SLQ)"
+            ax_s.stairs(dens, bins, fill=True, color="#4c72b0", alpha=0.75, label=label)
             ref = refs.get(layer.name)
             if ref is not None:
-                ax_s.hist(
-                    np.asarray(ref) / scale,
-                    bins=bins,
-                    density=True,
-                    histtype="step",
-                    color="0.35",
-                    label="Gaussian, same shape",
-                )
+                ref_dens, _ = np.histogram(np.asarray(ref) / scale, bins=bins, density=True)
+                ax_s.stairs(ref_dens, bins, color="0.35", label="Gaussian, same shape")
             xs = np.linspace(1e-4, hi, 400)
             ax_s.plot(
                 xs,
@@ -109,7 +155,9 @@ def randomness_layer_grid(
         if len(x) and e is not None:
             z = (x - e.mean) / e.std
             lim = max(float(np.abs(z).max()), 4.0)
-            ax_h.hist(z, bins=np.linspace(-lim, lim, 60), density=True, color="#55a868", alpha=0.8)
+            edges = np.linspace(-lim, lim, 60)
+            zdens, _ = np.histogram(z, bins=edges, density=True)
+            ax_h.stairs(zdens, edges, fill=True, color="#55a868", alpha=0.8)
             g = np.linspace(-lim, lim, 300)
             ax_h.plot(g, np.exp(-0.5 * g * g) / math.sqrt(2 * math.pi), color="#c44e52", lw=1.2)
             ax_h.set_yscale("log")
@@ -119,14 +167,13 @@ def randomness_layer_grid(
                 fontsize=8,
             )
             ax_h.set_xlabel("(w - mean) / std", fontsize=7)
-            q = ndtri((np.arange(1, len(z) + 1) - 0.5) / len(z))
-            ax_q.plot(q, np.sort(z), ".", ms=1.5, color="#55a868")
+            qx, qy = _qq_points(z)
+            ax_q.plot(qx, qy, ".", ms=1.5, color="#55a868")
             ax_q.plot([-4, 4], [-4, 4], color="#c44e52", lw=0.8)
-            ax_q.set_title("normal Q–Q", fontsize=8)
+            ax_q.set_title(f"normal Q–Q ({len(z):,} entries)", fontsize=8)
             ax_q.set_xlabel("Gaussian quantile", fontsize=7)
-            ax_q.set_ylabel("entry quantile", fontsize=7)
-        for ax in row:
-            ax.tick_params(labelsize=6)
+            ax_q.set_ylabel("entry quantile", fontsize=7, labelpad=1)
+        _light_axes(row)
     if title:
         import textwrap
 

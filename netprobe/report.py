@@ -170,9 +170,11 @@ class OutputDir:
         np.savez_compressed(buf, **arrs)
         return atomic_write_bytes(self._note(name), buf.getvalue())
 
-    def write_figure(self, name: str, fig: Any, dpi: int = 120) -> Path:
+    def write_figure(self, name: str, fig: Any, dpi: int = 120, tight: bool = True) -> Path:
+        """``tight=False`` for a figure laid out with fixed margins: the tight bounding box
+        costs a second draw of every artist."""
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
         return atomic_write_bytes(self._note(name), buf.getvalue())
 
 
@@ -206,18 +208,28 @@ class Report(Protocol):
     def headline(self) -> dict[str, Any]: ...
 
 
+# the packages whose versions change netprobe's numbers, recorded in run.json
+VERSIONED = ("torch", "torchvision", "numpy", "scipy")
+
+
 def versions() -> dict[str, str]:
+    """netprobe's, Python's and :data:`VERSIONED`'s versions, read from their installed
+    metadata (importlib.metadata), not by importing them: importing torchvision only to
+    read its version cost a command that never uses it ~2 s (docs/design.md, "Speed")."""
+    from importlib import metadata
+
     from . import __version__
 
     out = {"netprobe": __version__, "python": platform.python_version()}
-    for mod in ("torch", "torchvision", "numpy", "scipy"):
-        m = sys.modules.get(mod)
-        if m is None:
-            try:
-                m = __import__(mod)
-            except ImportError:
-                continue
-        out[mod] = str(getattr(m, "__version__", "?"))
+    for dist in VERSIONED:
+        m = sys.modules.get(dist)
+        if m is not None and isinstance(getattr(m, "__version__", None), str):
+            out[dist] = m.__version__  # an imported module's own word (e.g. a source build)
+            continue
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
     return out
 
 

@@ -7,7 +7,9 @@ rank on top of :func:`resolve_device`).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from .errors import OptionError
 
@@ -64,3 +66,67 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
         pass
     with limit:
         yield
+
+
+# the most threads a default run takes: netprobe's matrices (at most a few thousand per side)
+# gain little beyond this, and each extra thread is one more to wait for on a shared machine
+MAX_DEFAULT_THREADS = 4
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    """How many CPU threads a command runs with, and why (recorded in run.json)."""
+
+    threads: int
+    how: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"threads": self.threads, "how": self.how}
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(cpus: int | None = None, load: float | None = None) -> ThreadChoice:
+    """The thread count when ``--threads`` is not given: the cores no other process is
+    using (usable cores minus the 1-minute load average, rounded), at least 1 and at most
+    :data:`MAX_DEFAULT_THREADS`.
+
+    torch's own default is every core, and a thread that has to wait for a busy core
+    stalls every parallel region it is part of: on a busy 2-core machine two threads ran
+    a small training loop 7x slower than one (docs/design.md, "Speed")."""
+    cpus = usable_cpus() if cpus is None else cpus
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            load = 0.0
+    free = cpus - int(round(load))
+    n = max(1, min(free, cpus, MAX_DEFAULT_THREADS))
+    return ThreadChoice(n, f"default: {cpus} usable cores, load average {load:.1f} -> {n}")
+
+
+def choose_threads(threads: int | None) -> ThreadChoice:
+    """``--threads N`` as given, else :func:`default_threads`."""
+    check_threads(threads)
+    if threads is not None:
+        return ThreadChoice(threads, "--threads")
+    return default_threads()
+
+
+def apply_threads(threads: int) -> None:
+    """Set torch's and the BLAS libraries' thread counts for the rest of the process."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads)
+    except ImportError:
+        pass

@@ -88,7 +88,12 @@ FormatOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 ThreadsOpt = Annotated[
-    int | None, typer.Option("--threads", help="CPU threads for torch and BLAS (default: all).")
+    int | None,
+    typer.Option(
+        "--threads",
+        help="CPU threads for torch and BLAS (default: the free cores, at most 4; "
+        "run.json records the count).",
+    ),
 ]
 
 FORMATS = ("table", "json", "csv", "md")
@@ -187,7 +192,7 @@ def start(ctx: typer.Context, *, writes: bool = True, **overrides: Any) -> Run:
     once, from the click context; ``overrides`` replace a shared option where a command
     needs to (``layers`` runs on the CPU; under torchrun only rank 0 prints)."""
     from ..report import OutputDir, RunInfo, default_output_dir
-    from ..runtime import check_threads, resolve_device
+    from ..runtime import apply_threads, choose_threads, resolve_device
 
     p = {**ctx.params, **overrides}
     command = ctx.info_name or "netprobe"
@@ -196,12 +201,8 @@ def start(ctx: typer.Context, *, writes: bool = True, **overrides: Any) -> Run:
         raise OptionError(
             f"--format {fmt}: unknown format", hint=f"use one of {', '.join(FORMATS)}"
         )
-    threads = p.get("threads")
-    check_threads(threads)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    chosen = choose_threads(p.get("threads"))
+    apply_threads(chosen.threads)
     dev = resolve_device(p.get("device", "auto"))
     output = None
     if writes:
@@ -216,7 +217,10 @@ def start(ctx: typer.Context, *, writes: bool = True, **overrides: Any) -> Run:
     info = RunInfo(
         command=command, argv=["netprobe", *sys.argv[1:]], options=opts, device=dev, seed=seed
     )
-    return Run(command, dev, seed, fmt, bool(p.get("quiet")), output, info)
+    run = Run(command, dev, seed, fmt, bool(p.get("quiet")), output, info)
+    info.extra["threads"] = chosen.to_dict()
+    run.log(f"CPU threads: {chosen.threads} ({chosen.how})")
+    return run
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -113,11 +113,12 @@ def _prepare_images(
     c, h, w = shape
     m = _stats(mean, c, "mean")
     s = _stats(std, c, "std")
-    from torchvision.transforms.v2 import functional as TF
-
     out = torch.empty((len(x), c, h, w), dtype=torch.float32)
     for i in range(0, len(x), chunk):
         b = convert_channels(x[i : i + chunk].float(), c)
+        if resize is not None or tuple(b.shape[2:]) != (h, w):
+            # only a resize needs torchvision (its import reaches torch._dynamo: ~2 s)
+            from torchvision.transforms.v2 import functional as TF
         if resize is not None:
             b = TF.resize(b, [int(resize)], antialias=True)  # shorter side -> resize
             b = TF.center_crop(b, [h, w])  # -> (n, c, h, w)

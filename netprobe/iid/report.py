@@ -397,7 +397,8 @@ class RandomnessReport:
             chunk = done[page : page + LAYERS_PER_FIGURE]
             refs = {x.name: reference_singular_values(x, self.seed) for x in chunk}
             title = f"{model}: layers {page + 1}-{page + len(chunk)}"
-            out.write_figure(name, randomness_layer_grid(chunk, refs, title=title), dpi=self.dpi)
+            fig = randomness_layer_grid(chunk, refs, title=title)
+            out.write_figure(name, fig, dpi=self.dpi, tight=False)
 
 
 # the fresh initialisation's columns set beside the trained ones (--compare-init)

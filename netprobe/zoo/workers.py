@@ -16,6 +16,20 @@ from ..errors import EXIT_LOAD, NetprobeError
 from .config import Config, Rules
 from .results import ModelResult
 
+#: what the forkserver imports before it forks the first worker (see :func:`_context`)
+PRELOAD = [
+    "torch",
+    "numpy",
+    "scipy.special",
+    "scipy.linalg",
+    "pandas",
+    "netprobe.zoo.rules",
+    "netprobe.loading",
+    "netprobe.netlayers",
+    "netprobe.iid",
+    "netprobe.reconstruction",
+]
+
 #: seconds between looks at the running workers when none has finished
 _POLL_S = 0.02
 
@@ -60,11 +74,16 @@ def _death(code: int | None) -> str:
 
 
 def _context() -> Any:
-    """forkserver where there is one (fast starts, no inherited threads), else spawn."""
+    """forkserver where there is one (fast starts, no inherited threads), else spawn.
+
+    The server imports, once, everything :func:`~.rules.measure` reaches (torch, the
+    loaders, the analyses and the scipy and pandas parts they use), so each forked worker
+    starts with them in memory instead of importing them again: ~0.25 s of CPU per model
+    on top of torch (docs/design.md, "Speed")."""
     methods = mp.get_all_start_methods()
     if "forkserver" in methods:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["torch", "netprobe.zoo.rules", "netprobe.loading"])
+        ctx.set_forkserver_preload(PRELOAD)
         return ctx
     return mp.get_context("spawn")
 

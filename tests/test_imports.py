@@ -1,0 +1,104 @@
+"""Which heavy modules a command imports (docs/design.md, "Speed").
+
+Users wait for the whole process, and imports were most of it: torchvision's model zoo
+reaches torch._dynamo (~2 s), matplotlib and pandas ~0.5 s each. Each case runs the CLI or
+the library in a fresh interpreter and reads ``sys.modules`` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# what a command must not import unless it uses it
+ZOO = ("torchvision", "torchvision.models", "torchvision.ops", "torch._dynamo")
+PLOTTING = ("matplotlib", "pandas")
+
+PROBE = textwrap.dedent(
+    """
+    import json, runpy, sys
+    argv = json.loads(sys.argv[1])
+    sys.argv = ["netprobe", *argv]
+    code = 0
+    try:
+        runpy.run_module("netprobe", run_name="__main__")
+    except SystemExit as e:
+        code = e.code or 0
+    print("MODULES " + json.dumps(sorted(sys.modules)), file=sys.stderr)
+    sys.exit(code)
+    """
+)
+
+
+def modules_after(args: list[str], cwd: Path) -> set[str]:
+    """The modules loaded once ``netprobe ARGS`` has run in a fresh interpreter."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("MODULES ")][-1]
+    return set(json.loads(line[len("MODULES ") :]))
+
+
+def test_help_imports_no_torch(tmp_path: Path) -> None:
+    mods = modules_after(["--help"], tmp_path)
+    assert "torch" not in mods
+    assert not mods & {*ZOO, *PLOTTING, "numpy"}
+
+
+def test_layers_on_the_bundled_net_imports_only_torch(tmp_path: Path) -> None:
+    mods = modules_after(["layers", "-q"], tmp_path)
+    assert "torch" in mods
+    assert not mods & {*ZOO, *PLOTTING, "scipy"}, sorted(mods & {*ZOO, *PLOTTING, "scipy"})
+
+
+@pytest.mark.slow
+def test_randomness_without_figures_draws_nothing(tmp_path: Path) -> None:
+    mods = modules_after(["randomness", "-q", "--no-figures", "-o", str(tmp_path / "r")], tmp_path)
+    assert not mods & {*ZOO, "matplotlib"}, sorted(mods & {*ZOO, "matplotlib"})
+    assert (tmp_path / "r" / "run.json").is_file()
+
+
+@pytest.mark.slow
+def test_reconstruct_on_the_bundled_net_imports_no_model_zoo(tmp_path: Path) -> None:
+    # the bundled digits need no resize, so torchvision's transforms are not imported
+    mods = modules_after(
+        ["reconstruct", "-q", "--layer", "all", "-o", str(tmp_path / "r")], tmp_path
+    )
+    assert not mods & set(ZOO), sorted(mods & set(ZOO))
+
+
+def test_run_json_versions_import_nothing() -> None:
+    """Provenance reads installed metadata: it neither imports torchvision nor takes long."""
+    code = textwrap.dedent(
+        """
+        import json, sys, time
+        from netprobe.report import versions
+        t = time.perf_counter()
+        v = versions()
+        print(json.dumps({"s": time.perf_counter() - t, "v": v,
+                          "imported": [m for m in ("torch", "torchvision") if m in sys.modules]}))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    res = json.loads(out.stdout)
+    assert res["imported"] == []
+    assert {"netprobe", "python", "torch", "numpy"} <= set(res["v"])
+    assert res["s"] < 1.0  # 0.05 s measured; importing torchvision took 2-3 s

@@ -1,0 +1,56 @@
+"""The default CPU thread count (docs/design.md, "Speed"): never the slow choice on a busy
+machine, and recorded in run.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netprobe.runtime import MAX_DEFAULT_THREADS, choose_threads, default_threads
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("cpus", "load", "expected"),
+    [
+        (2, 0.0, 2),  # idle 2-core machine: both cores
+        (2, 1.3, 1),  # one core busy: one thread (two ran a training loop 7x slower)
+        (2, 11.0, 1),  # overloaded: still at least one
+        (1, 0.0, 1),
+        (64, 0.0, MAX_DEFAULT_THREADS),  # capped
+        (8, 5.6, 2),
+    ],
+)
+def test_default_threads_takes_the_free_cores(cpus: int, load: float, expected: int) -> None:
+    got = default_threads(cpus=cpus, load=load)
+    assert got.threads == expected
+    assert f"{cpus} usable cores" in got.how
+
+
+def test_threads_option_wins() -> None:
+    assert choose_threads(3).threads == 3
+    assert choose_threads(3).how == "--threads"
+
+
+def test_run_json_records_the_threads_used(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "netprobe", "randomness", "--no-figures", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["threads"]["threads"] >= 1
+    assert info["threads"]["how"].startswith("default:")
+    assert "CPU threads:" in proc.stderr
