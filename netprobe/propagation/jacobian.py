@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..autodiff import vjp as _vjp
 from ..netlayers import RectifierCall, RectifierMode, eval_mode
 from ..spectra.lanczos import tridiag_quadrature
 
@@ -97,14 +98,14 @@ def gram_operator(
     B = h.shape[0]
     m, d = h[0].numel(), x[0].numel()
     w = torch.zeros_like(h, requires_grad=True)  # the cotangent the JVP differentiates by
-    (g,) = torch.autograd.grad(h, x, grad_outputs=w, create_graph=True)
+    (g,) = _vjp(h, x, w, create_graph=True)
 
     def vjp(u: torch.Tensor) -> torch.Tensor:  # Jᵀ u
-        (out,) = torch.autograd.grad(h, x, grad_outputs=u.view_as(h), retain_graph=True)
+        (out,) = _vjp(h, x, u.view_as(h), retain_graph=True)
         return out.reshape(B, d)
 
     def jvp(v: torch.Tensor) -> torch.Tensor:  # J v = ∂(Jᵀ w · v)/∂w
-        (out,) = torch.autograd.grad(g, w, grad_outputs=v.view_as(x), retain_graph=True)
+        (out,) = _vjp(g, w, v.view_as(x), retain_graph=True)
         return out.reshape(B, m)
 
     mask = (h.detach() > 0).reshape(B, m)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..autodiff import vjp
 from ..errors import NothingToAnalyseError, OptionError
 from ..netlayers import RectifierCall, RectifierMode, eval_mode
 from .control import _Control
@@ -232,9 +233,7 @@ class ReverseNet:
             )
         self.ctl.top = layer
         self.ctl.alphas = self.alphas()
-        (gx,) = torch.autograd.grad(
-            top, fwd.x, grad_outputs=h.to(top.dtype), retain_graph=True, allow_unused=True
-        )
+        (gx,) = vjp(top, fwd.x, h.to(top.dtype), retain_graph=True, allow_unused=True)
         if gx is None:
             raise NothingToAnalyseError(
                 f"h{layer} does not depend on the input", hint="pick another layer"
@@ -350,9 +349,7 @@ class ReverseNet:
                     continue
                 js = list(range(k))
                 v = rademacher(z, gen)
-                gs = torch.autograd.grad(
-                    z, [leaves[j] for j in js], grad_outputs=v, retain_graph=True, allow_unused=True
-                )
+                gs = vjp(z, [leaves[j] for j in js], v, retain_graph=True, allow_unused=True)
                 for j, g in zip(js, gs, strict=True):
                     if g is not None and bool(g.detach().abs().sum() > 0):
                         self.deps[k].append(j)
@@ -403,7 +400,7 @@ class ReverseNet:
     ) -> float:
         """α_j making one generate-then-infer step unbiased: Σ‖h_k‖² / Σ⟨A h̃_j(α=1), h_k⟩."""
         hk = leaves[k].detach()
-        (s,) = torch.autograd.grad(pres[k], leaves[j], grad_outputs=hk, retain_graph=True)
+        (s,) = vjp(pres[k], leaves[j], hk, retain_graph=True)
         slope = self.ctl.slopes.get(j, 0.0)
         gen_j = s if j == 0 else (F.leaky_relu(s, slope) if slope else F.relu(s))
         m = self.ctl.mask(gen_j)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..autodiff import vjp
 from ..netlayers import RectifierCall
 from .control import _Control
 
@@ -45,7 +46,7 @@ class _Rectify(torch.autograd.Function):
                 return _aten.threshold_backward(g, out, 0), None, None, None, None
             with torch.enable_grad():
                 p = pre.detach().requires_grad_(True)
-                (gi,) = torch.autograd.grad(ctx.fn(p), p, g)
+                (gi,) = vjp(ctx.fn(p), p, g)
             return gi, None, None, None, None
         if j >= ctl.top:  # the given h enters here unchanged
             return g, None, None, None, None
