@@ -91,6 +91,34 @@ done(seconds=time.perf_counter() - t0, layers=len(rep.analysed), verdict=rep.ver
      structured=[x.name for x in rep.structured])
 """
 
+# the in-process analysis again, with the random-matrix headline's steps (docs/science.md §6:
+# singular vectors, level spacings, the residual without the spike directions, the tail fit)
+# timed apart: what they add to the rest of the analysis
+RMT_SHARE = """
+from netprobe.iid import analyse as A
+from netprobe.iid import randomness
+import scipy.special, scipy.linalg
+spent = [0.0]
+depth = [0]
+def timed(fn):
+    def wrapper(*a, **k):
+        depth[0] += 1
+        t = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            depth[0] -= 1
+            if depth[0] == 0:
+                spent[0] += time.perf_counter() - t
+    return wrapper
+for name in ("_rmt_tests", "_powerlaw_step", "_lowrank_step"):
+    setattr(A, name, timed(getattr(A, name)))
+t0 = time.perf_counter()
+rep = randomness(PATH, spectrum="exact", figures=False)
+total = time.perf_counter() - t0
+done(seconds=total, rmt_seconds=spent[0])
+"""
+
 WW = """
 import logging, warnings
 warnings.filterwarnings("ignore")
@@ -208,6 +236,7 @@ def main() -> None:
     step("alexnet_floor_gemm", FLOOR, rep, PATH=a)
     step("alexnet_floor_syrk", FLOOR_SYRK, rep, PATH=a)
     step("alexnet_netprobe", NETPROBE, rep, PATH=a)
+    step("alexnet_rmt_share", RMT_SHARE, PATH=a)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         env = {**os.environ, "OMP_NUM_THREADS": str(T), "MKL_NUM_THREADS": str(T), "OPENBLAS_NUM_THREADS": str(T)}
@@ -233,6 +262,10 @@ def main() -> None:
     lines.append(f"  floor (W W^T + eigvalsh)  {s('alexnet_floor_gemm'):7.2f} s  -> netprobe / floor = {s('alexnet_netprobe') / s('alexnet_floor_gemm'):.2f}x")
     lines.append(f"  floor (syrk + eigvalsh)   {s('alexnet_floor_syrk'):7.2f} s  -> netprobe / floor = {s('alexnet_netprobe') / s('alexnet_floor_syrk'):.2f}x")
     lines.append(f"  netprobe randomness CLI end to end (imports, figures, files): {res['alexnet_cli_end_to_end_seconds']:.2f} s")
+    rs = res["alexnet_rmt_share"]
+    rest = rs["seconds"] - rs["rmt_seconds"]
+    lines.append(f"  of which vectors, spacings, residual and tail fit (docs/science.md §6): {rs['rmt_seconds']:.2f} s of "
+                 f"{rs['seconds']:.2f} s -> +{100 * rs['rmt_seconds'] / rest:.0f}% over the rest of the analysis (target <= 25%)")
     if not args.skip_ww:
         lines.append(f"  WeightWatcher analyze()             {s('alexnet_ww_default'):7.2f} s  -> {s('alexnet_ww_default') / s('alexnet_netprobe'):.1f}x slower than netprobe")
         lines.append(f"  WeightWatcher analyze(mp_fit=True)  {s('alexnet_ww_mp_fit'):7.2f} s  -> {s('alexnet_ww_mp_fit') / s('alexnet_netprobe'):.1f}x slower than netprobe")
