@@ -311,3 +311,51 @@ def test_depth_table_and_figure(llama: Path, tmp_path: Path) -> None:
     assert all(r["matrices"] == 1 for r in rows)
     names = rep.write(tmp_path / "out")
     assert "depth.csv" in names and "depth.png" in names
+
+
+# ---------------------------------------------------------------------------------------
+# progress for large checkpoints
+
+
+def test_cli_says_size_and_parameters_first_and_quiet_says_nothing(
+    llama: Path, tmp_path: Path
+) -> None:
+    from rich.filesize import decimal
+
+    sd = llama_tensors(3)  # the fixture's tensors, counted here without netprobe
+    params = sum(t.numel() for t in sd.values())
+    size = sum(t.numel() * t.element_size() for t in sd.values())
+    args = ["randomness", str(llama), "--layers", "*layers.0.mlp.up_proj*", "--format", "csv"]
+    r = _cli(*args, "-o", str(tmp_path / "a"), "--no-figures", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    said = [ln for ln in lines if "parameters" in ln]
+    assert said == [
+        f"{llama}: {params:,} parameters (144.8k), {decimal(size)} on disk in 3 file(s)"
+    ]
+    # said once the model is loaded, before anything is written
+    assert lines.index(said[0]) < next(i for i, ln in enumerate(lines) if ln.startswith("wrote"))
+    q = _cli(*args, "-o", str(tmp_path / "b"), "--no-figures", "--threads", "1", "--quiet")
+    assert q.returncode == 0 and q.stderr == "" and q.stdout == r.stdout
+
+
+def test_progress_labels_carry_bytes_read(llama: Path) -> None:
+    from netprobe.iid import ProgressLabel, analyse_tensors
+
+    lm = load(llama)
+    calls: list[tuple[int, int, str]] = []
+    rep = analyse_tensors(
+        lm.tensors,
+        layers=["*layers.1.*"],
+        spectrum="exact",
+        progress=lambda d, n, label: calls.append((d, n, label)),
+    )
+    read = [m for m in lm.tensors.metas().items() if "layers.1." in m[0] and m[1].ndim == 2]
+    total = sum(t.numel() * t.element_size() for _, t in read)
+    analysed = sum(r.analysed for r in rep.layers)
+    assert all(isinstance(lab, ProgressLabel) for _, _, lab in calls)
+    assert [(d, n) for d, n, _ in calls][-1] == (analysed, analysed)
+    got = [lab.bytes_done for _, _, lab in calls]  # type: ignore[attr-defined]
+    assert got == sorted(got) and got[0] == 0 and got[-1] == total
+    assert {lab.bytes_total for _, _, lab in calls} == {total}  # type: ignore[attr-defined]
+    assert "model.layers.1.mlp.up_proj.weight" in [str(lab) for _, _, lab in calls]

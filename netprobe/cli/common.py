@@ -119,29 +119,45 @@ class Run:
     @contextmanager
     def progress(self, what: str) -> Iterator[Callable[[int, int, str], None]]:
         """A progress bar on stderr (off with --quiet), as the ``progress(done, total,
-        label)`` callback every long library call takes."""
+        label)`` callback every long library call takes: steps done of all, the time left
+        (ETA), and the bytes read when the label carries them
+        (:class:`netprobe.iid.ProgressLabel`: a streamed checkpoint's tensors)."""
+        from rich.filesize import decimal
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeElapsedColumn,
+            TimeRemainingColumn,
         )
 
         bar = Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[read]}"),
             TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
             console=err,
             disable=self.quiet,
             transient=True,
         )
         with bar:
-            task = bar.add_task(escape(what), total=None)
+            task = bar.add_task(escape(what), total=None, read="")
 
             def update(done: int, total: int, label: str = "") -> None:
-                bar.update(task, completed=done, total=total, description=escape(label or what))
+                # structured bytes (ProgressLabel attributes), never parsed from the text
+                got, of = getattr(label, "bytes_done", None), getattr(label, "bytes_total", None)
+                read = f"{decimal(got)} of {decimal(of)} read" if got is not None and of else ""
+                bar.update(
+                    task,
+                    completed=done,
+                    total=total,
+                    description=escape(str(label) or what),
+                    read=read,
+                )
 
             yield update
 

@@ -122,6 +122,7 @@ def randomness_cmd(
             seed=seed,
             threads=threads,
             progress=progress,
+            log=run.log,
             weights=weights,
             weights_file=weights_file,
             arch=arch,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from .analyse import (
     MIN_ENTRIES,
+    ProgressLabel,
     analyse,
     analyse_matrix,
     analyse_tensors,
@@ -66,6 +67,7 @@ __all__ = [
     "MIN_SPECTRUM_DIM",
     "SPECTRUM_MODES",
     "TESTS",
+    "ProgressLabel",
     "EntryStats",
     "IndependenceStats",
     "LayerResult",

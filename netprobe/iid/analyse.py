@@ -399,11 +399,20 @@ def _reads_ahead(tensors: Mapping[str, torch.Tensor], keys: list[str], device: s
                 break
 
 
-def _size(n: float) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{int(n)} B"
+class ProgressLabel(str):
+    """The label :func:`analyse_tensors` passes to ``progress(done, total, label)``: the text
+    (the matrix being analysed), carrying the bytes read so far and in all as attributes, so
+    a progress bar shows bytes read without parsing text; any other callback sees a plain
+    string (the ``progress`` signature stays three arguments)."""
+
+    bytes_done: int
+    bytes_total: int
+
+    def __new__(cls, text: str, bytes_done: int, bytes_total: int) -> ProgressLabel:
+        label = super().__new__(cls, text)
+        label.bytes_done = int(bytes_done)
+        label.bytes_total = int(bytes_total)
+        return label
 
 
 def _summary(results: list[LayerResult]) -> str:
@@ -485,12 +494,11 @@ def analyse_tensors(
     ]
     to_read = [k for k in order if k in by_key]
     total_bytes = sum(int(metas[k].numel()) * metas[k].element_size() for k in to_read)
-    params = sum(int(metas[k].numel()) for k in metas if isinstance(metas[k], torch.Tensor))
     results_by_key: dict[str, list[LayerResult]] = {}
     done = 0
     read_bytes = 0
     if progress is not None:
-        progress(0, len(wls), f"{params:,} parameters, {_size(total_bytes)} to read")
+        progress(0, len(wls), ProgressLabel(f"{len(to_read)} tensors to read", 0, total_bytes))
     for key, t in _reads_ahead(tensors, to_read, device):
         read_bytes += int(t.numel()) * t.element_size()
         dtype = _dtype_name(t)
@@ -498,7 +506,7 @@ def analyse_tensors(
         out = results_by_key.setdefault(key, [])
         for wl in by_key[key]:
             if progress is not None:
-                progress(done, len(wls), f"{wl.name} ({_size(read_bytes)} of {_size(total_bytes)})")
+                progress(done, len(wls), ProgressLabel(wl.name, read_bytes, total_bytes))
             res = analyse_matrix(
                 as_matrix(wl, {key: t}),
                 name=wl.name,
@@ -521,7 +529,7 @@ def analyse_tensors(
             why = skip_reason(key, metas, keyset, config) if metas[key].ndim >= 2 else None
             results.append(_not_a_matrix(key, metas[key], kinds, why))
     if progress is not None:
-        progress(len(wls), len(wls), "")
+        progress(len(wls), len(wls), ProgressLabel("", total_bytes, total_bytes))
     verdict = model_verdict([r.pvalues for r in results if r.analysed], th)
     note = getattr(tensors, "note", "")
     return RandomnessReport(
@@ -610,6 +618,7 @@ def randomness(
     threads: int | None = None,
     progress: Progress | None = None,
     compare: Any = None,
+    log: Callable[[str], None] | None = None,
     **load_kwargs: Any,
 ) -> RandomnessReport:
     """Test the random-like weight hypothesis (docs/science.md §2.1) on MODEL: a spec
@@ -622,6 +631,9 @@ def randomness(
     reported beside the verdict. ``figures`` and ``dpi`` steer :meth:`RandomnessReport.write`.
     ``compare`` (another checkpoint: a spec, or a weights file when MODEL came with
     ``weights_file``) is analysed the same way and differenced layer by layer (§6.7).
+    ``log(text)`` gets one line once MODEL is loaded, before the analysis: its parameter
+    count and size (:meth:`~netprobe.loading.LoadedModel.size_line`, from headers only);
+    ``progress(done, total, label)`` gets matrices done of all and a :class:`ProgressLabel`.
     """
     from dataclasses import replace
 
@@ -632,6 +644,8 @@ def randomness(
     check_options(spectrum, dpi, th)
     check_threads(threads)
     lm = ensure_loaded(model, seed=seed, **load_kwargs)
+    if log is not None:
+        log(lm.size_line())
     other = None
     if compare is not None:  # loaded before any analysis: a bad OTHER fails first
         if load_kwargs.get("weights_file") is not None and not isinstance(compare, nn.Module):

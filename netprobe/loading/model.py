@@ -82,6 +82,32 @@ class LoadedModel:
             return n
         return int(sum(t.numel() for t in self.tensors.values()))
 
+    def size_line(self) -> str:
+        """One line saying how big the model is: parameters and bytes, said before a long
+        analysis starts (docs/design.md, "Hugging Face checkpoints and streaming"). Read
+        from headers and the file system only: a streamed checkpoint's data is not touched."""
+        from rich.filesize import decimal
+
+        params = self.parameter_count()
+        files = self.meta.get("files")
+        if isinstance(self.meta.get("bytes"), int):  # streamed: the tensors' bytes on disk
+            where = f"on disk in {len(files)} file(s)" if files else "on disk"
+            size = int(self.meta["bytes"])
+        elif self.path is not None and self.path.is_file():
+            where, size = "on disk", self.path.stat().st_size
+        else:
+            where = "in memory"
+            size = int(sum(t.numel() * t.element_size() for t in self.tensors.values()))
+        return f"{self.display}: {params:,} parameters ({_short(params)}), {decimal(size)} {where}"
+
+
+def _short(n: int) -> str:
+    """1234567 -> 1.2M (the way model sizes are usually said)."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
 
 def _first_line(e: BaseException) -> str:
     s = str(e).strip()
