@@ -78,6 +78,8 @@ def test_roles_and_blocks() -> None:
     assert role("model.layers.0.block_sparse_moe.experts.7.w1.weight") == "experts.w1"
     assert role("model.embed_tokens.weight") == "embed" and role("lm_head.weight") == "lm_head"
     assert block_index("layer3.1.conv2.weight") == 3  # a ResNet stage
+    assert block_index("_blocks.7._expand_conv.weight") == 7  # EfficientNet-PyTorch
+    assert role("_blocks.7._expand_conv.weight") == "_expand_conv"
 
 
 def test_fused_qkv_split_by_heads_and_kv_heads(llama: Path) -> None:

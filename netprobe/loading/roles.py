@@ -19,7 +19,7 @@ _NUM = re.compile(r"(\d+)")
 
 #: the container names whose numeric child is a transformer block / a CNN stage
 _BLOCK = re.compile(
-    r"(?:^|\.)(?:layers|layer|h|blocks|block|decoder\.layers|encoder\.layer|stages|features)\.(\d+)(?:\.|$)"
+    r"(?:^|\.)(?:layers|layer|h|_?blocks|block|decoder\.layers|encoder\.layer|stages|features)\.(\d+)(?:\.|$)"
 )
 _STAGE = re.compile(r"(?:^|\.)layer(\d+)(?:\.|$)")  # torchvision ResNet stages: layer1..layer4
 _EXPERT = re.compile(r"(?:^|\.)experts\.(\d+)\.")
