@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from .plots import new_figure, plain
-
 MAX_PANELS = 8  # layers drawn in residual.png (the largest energy shares first)
 
 
 def residual_figure(layers: list[Any]) -> Any:
     """Histograms of the singular values of W (top k marked) beside the residual's, per layer."""
+    from .plots import new_figure, plain  # matplotlib only when drawing
+
     n = len(layers)
     fig = new_figure(9.0, 2.4 * n)
     for i, layer in enumerate(layers):
@@ -39,6 +39,7 @@ def residual_figure(layers: list[Any]) -> Any:
 def compare_figure(rows: list[dict[str, Any]], other: str) -> Any:
     """B − A per layer with 95% intervals for the statistics that have one."""
     from .iid.compare import COMPARED
+    from .plots import new_figure, plain  # matplotlib only when drawing
 
     cols = [c for c, how in COMPARED if how]
     fig = new_figure(9.0, 1.9 * len(cols))
