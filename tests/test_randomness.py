@@ -61,6 +61,7 @@ def test_gaussian_matrices_over_many_shapes_are_random_like_at_the_calibrated_ra
     assert all(r.spectrum is not None for r in results)
 
 
+@pytest.mark.calibration
 @pytest.mark.slow
 def test_gaussian_calibration_per_test_over_600_matrices() -> None:
     shapes = _shapes(600, seed=99)
@@ -524,6 +525,7 @@ def test_heavy_tails_and_a_mean_are_random_like_in_ci() -> None:
         assert calls <= 4, (law, by_test)
 
 
+@pytest.mark.calibration
 @pytest.mark.slow
 def test_iid_entries_of_any_law_are_random_like_at_the_nominal_rate() -> None:
     """Six laws (Gaussian, uniform, Laplace, t(5), t(3), N(0.1, 1)) over 15 shapes, 20 matrices
@@ -709,6 +711,7 @@ def test_heavy_tailed_spikes_are_judged_against_the_shuffled_entries() -> None:
     assert row["spectrum_null"] == "shuffled" and row["null_draws"] == r2.spectrum.null_draws
 
 
+@pytest.mark.calibration
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", [(512, 256), (64, 288)])
 def test_a_spike_twice_over_bbp_is_caught_95_percent_of_the_time(shape: tuple[int, int]) -> None:

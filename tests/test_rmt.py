@@ -88,6 +88,7 @@ def test_calibration_fast():
         assert rs <= 0.09, (law, rates)
 
 
+@pytest.mark.calibration
 @pytest.mark.slow
 def test_calibration_full():
     rates = _flag_rates(SHAPES, 100, seed=3)
@@ -147,6 +148,7 @@ def test_localised_spike_is_told_from_spread_one():
     assert local >= 0.95 and spread <= 0.1, (local, spread)
 
 
+@pytest.mark.calibration
 @pytest.mark.slow
 def test_localised_spike_is_told_from_spread_one_full():
     local, spread = _localised_rates(200, seed=6)
@@ -188,6 +190,7 @@ def test_planted_spike_is_caught_and_the_residual_random_like():
     assert caught == 1.0 and ok >= 5 / 6, (caught, ok)
 
 
+@pytest.mark.calibration
 @pytest.mark.slow
 def test_planted_spike_full():
     for shape in ((512, 256), (64, 288)):
