@@ -115,6 +115,7 @@ class Run:
     quiet: bool
     output: OutputDir | None
     info: RunInfo
+    threads_line: str = ""  # said once the run has worked: an error stays one line
 
     @contextmanager
     def progress(self, what: str) -> Iterator[Callable[[int, int, str], None]]:
@@ -197,6 +198,8 @@ class Run:
         self.info.extra.update(report.headline())
         self.info.extra["files"] = list(self.output.written)
         self.output.write_json("run.json", self.info.to_dict())
+        if self.threads_line:
+            self.log(self.threads_line)
         self.log(f"wrote {len(self.output.written)} files to {self.output.path}")
 
 
@@ -235,7 +238,7 @@ def start(ctx: typer.Context, *, writes: bool = True, **overrides: Any) -> Run:
     )
     run = Run(command, dev, seed, fmt, bool(p.get("quiet")), output, info)
     info.extra["threads"] = chosen.to_dict()
-    run.log(f"CPU threads: {chosen.threads} ({chosen.how})")
+    run.threads_line = f"CPU threads: {chosen.threads} ({chosen.how})"
     return run
 
 
