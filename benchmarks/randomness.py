@@ -95,7 +95,8 @@ done(seconds=time.perf_counter() - t0, layers=len(rep.analysed), verdict=rep.ver
 # singular vectors, level spacings, the residual without the spike directions, the tail fit)
 # timed apart: what they add to the rest of the analysis
 RMT_SHARE = """
-from netprobe.iid import analyse as A
+import importlib
+A = importlib.import_module("netprobe.iid.analyse")  # netprobe.iid.analyse is also a function name
 from netprobe.iid import randomness
 import scipy.special, scipy.linalg
 spent = [0.0]
