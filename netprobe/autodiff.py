@@ -19,6 +19,8 @@ def vjp(
     inputs: torch.Tensor | Sequence[torch.Tensor],
     v: torch.Tensor,
     **kw: Any,
-) -> tuple[torch.Tensor | None, ...]:
-    """vᵀ ∂out/∂inputs for each input (``kw``: retain_graph, create_graph, allow_unused)."""
+) -> tuple[torch.Tensor, ...]:
+    """vᵀ ∂out/∂inputs for each input (``kw``: retain_graph, create_graph, allow_unused; with
+    allow_unused an input the output does not depend on gets None, as in torch.autograd.grad,
+    whose annotation this keeps)."""
     return torch.autograd.grad((out * v).sum(), inputs, **kw)
