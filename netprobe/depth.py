@@ -64,7 +64,11 @@ def depth_figure(rows: list[dict[str, Any]], title: str) -> Any:
     for ax, (col, label) in zip(axes.flat, DEPTH_STATS, strict=True):
         for role in roles:
             pts = sorted((r["block"], r[col]) for r in rows if r["role"] == role)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=role, lw=1)
+            # matplotlib leaves labels that start with "_" out of legends (EfficientNet's
+            # "_expand_conv"): show the role without them
+            ax.plot(
+                [p[0] for p in pts], [p[1] for p in pts], marker=".", label=role.lstrip("_"), lw=1
+            )
         ax.set_xlabel("block")
         ax.set_title(label, fontsize=10)
         if col == "s_max_over_edge":

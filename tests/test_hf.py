@@ -313,6 +313,11 @@ def test_depth_table_and_figure(llama: Path, tmp_path: Path) -> None:
     assert all(r["matrices"] == 1 for r in rows)
     names = rep.write(tmp_path / "out")
     assert "depth.csv" in names and "depth.png" in names
+    # every role in the legend, EfficientNet's "_expand_conv" too (matplotlib hides "_" labels)
+    from netprobe.depth import depth_figure
+
+    fig = depth_figure([{**r, "role": "_" + r["role"]} for r in rows], "t")
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["o_proj", "up_proj"]
 
 
 # ---------------------------------------------------------------------------------------
