@@ -156,10 +156,11 @@ def _npz(tmp_path: Path) -> Path:
     return p
 
 
-def test_cli_refuses_a_net_without_rectifiers_with_exit_4(tmp_path: Path) -> None:
-    p = tmp_path / "gelu.pt"
-    torch.save(GeluNet(), p)
-    args = [
+def _pickled(net: torch.nn.Module, tmp_path: Path) -> list[str]:
+    """`propagate` arguments for ``net`` pickled whole, with 6 vector inputs of size 8."""
+    p = tmp_path / f"{type(net).__name__}.pt"
+    torch.save(net, p)
+    return [
         "propagate",
         str(p),
         "--trust-pickle",
@@ -168,6 +169,10 @@ def test_cli_refuses_a_net_without_rectifiers_with_exit_4(tmp_path: Path) -> Non
         "--inputs",
         str(_npz(tmp_path)),
     ]
+
+
+def test_cli_refuses_a_net_without_rectifiers_with_exit_4(tmp_path: Path) -> None:
+    args = _pickled(GeluNet(), tmp_path)
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "o"), "-q"])
     assert result.exit_code == 4, result.output
     assert "no rectifier" in result.stderr and "gelu" in result.stderr
@@ -189,17 +194,7 @@ def test_cli_bad_options_are_one_line_exit_2(tmp_path: Path, args: list[str], te
 
 
 def test_cli_tiny_mlp_writes_every_output_and_json(tmp_path: Path) -> None:
-    p = tmp_path / "mlp.pt"
-    torch.save(TinyMLP(), p)
-    args = [
-        "propagate",
-        str(p),
-        "--trust-pickle",
-        "--input-shape",
-        "8",
-        "--inputs",
-        str(_npz(tmp_path)),
-    ]
+    args = _pickled(TinyMLP(), tmp_path)
     result = runner.invoke(app, [*args, "--format", "json", "-o", str(tmp_path / "o"), "-q"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
