@@ -262,6 +262,12 @@ def _ratio_cells(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def layer_breaks(records: list[dict[str, Any]]) -> list[int]:
+    """Row indices where a new layer starts (one table row per record): the rules that
+    separate layers in the reconstruct and propagate tables."""
+    return [i for i in range(1, len(records)) if records[i]["layer"] != records[i - 1]["layer"]]
+
+
 def reconstruct_table(report: Any) -> Any:
     """Summary of a ReconstructionReport: one row per (layer, arm) with each control's paired
     error ratio and 95% CI (when the report has them), then the verdicts."""
@@ -282,12 +288,9 @@ def reconstruct_table(report: Any) -> Any:
         Col("SSIM", right=True, drop=7),
         Col("top-1", right=True, drop=2),
     ]
-    rows, styles, sections = [], [], []
-    last = None
-    for r in frame.to_dict(orient="records"):
-        if last is not None and r["layer"] != last:
-            sections.append(len(rows))
-        last = r["layer"]
+    records = frame.to_dict(orient="records")
+    rows, styles, sections = [], [], layer_breaks(records)
+    for r in records:
         rows.append(
             [
                 r["layer"],
@@ -478,12 +481,8 @@ def propagate_table(report: Any) -> Any:
         Col("σ_med", right=True, drop=8),
         Col("sd ln σ", right=True, drop=9),
     ]
-    rows, styles, sections = [], [], []
-    last = None
+    rows, styles, sections = [], [], layer_breaks(report.rows)
     for r in report.rows:
-        if last is not None and r["layer"] != last:
-            sections.append(len(rows))
-        last = r["layer"]
         rows.append(
             [
                 r["layer"],
