@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
@@ -299,47 +300,62 @@ ARM_COLOURS = {
 }
 
 
-def _image(ax: Any, img: Any) -> None:
-    """One (C, H, W) image in [0, 1] on ``ax``, without ticks."""
-    if img is not None and getattr(img, "ndim", 0) == 3:
-        if img.shape[0] == 1:
-            ax.imshow(img[0], cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
-        else:
-            ax.imshow(img[:3].transpose(1, 2, 0), interpolation="antialiased")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for s in ax.spines.values():
-        s.set_visible(False)
+def _mosaic(cells: dict[tuple[int, int], Any], rows: int, cols: int) -> tuple[Any, int, int]:
+    """One image holding every (C, H, W) cell in [0, 1] at its (row, col) tile, white
+    between tiles and where a cell is missing: (the image, tile height, tile width with its
+    gap). Grey cells become RGB when any cell is colour."""
+    shapes = [img.shape for img in cells.values()]
+    H, W = max(s[1] for s in shapes), max(s[2] for s in shapes)
+    gap = max(1, round(0.08 * max(H, W)))
+    canvas = np.ones(((H + gap) * rows - gap, (W + gap) * cols - gap, 3), np.float32)
+    for (r, c), img in cells.items():
+        tile = (
+            img[:3].transpose(1, 2, 0) if img.shape[0] >= 3 else np.repeat(img[0][..., None], 3, 2)
+        )
+        y, x = r * (H + gap), c * (W + gap)
+        canvas[y : y + tile.shape[0], x : x + tile.shape[1]] = np.clip(tile, 0, 1)
+    return canvas, H + gap, W + gap
 
 
 def reconstruction_grid(report: Any, samples: int = 4) -> Figure:
     """x and x̃ per layer (columns), one row per (sample, arm): the model's own x̃ with the
-    controls right below it. x̃ is contrast-stretched per image."""
+    controls right below it. x̃ is contrast-stretched per image. Drawn as one image (a
+    mosaic) on one axes: 80 axes with their own layout took 1.3 s of reconstruct's run."""
     layers = [i.name for i in report.layers]
     arms = list(report.arms)
     xs = report.images.get("x")
     n = min(samples, 0 if xs is None else len(xs))
     rows, cols = max(1, n * len(arms)), 1 + len(layers)
-    side = 1.05 if cols <= 8 else 0.85
-    fig = new_figure(side * cols + 1.2, side * rows + 0.6)
-    axes = fig.subplots(rows, cols, squeeze=False)
+    cells: dict[tuple[int, int], Any] = {}
     for s in range(n):
         for a, arm in enumerate(arms):
             r = s * len(arms) + a
-            _image(axes[r][0], xs[s] if a == 0 else None)
-            axes[r][0].set_ylabel(
-                f"#{s} {plain(arm)}",
-                rotation=0,
-                ha="right",
-                va="center",
-                fontsize=8,
-                color=ARM_COLOURS.get(arm, "black"),
-            )
+            if a == 0:
+                cells[(r, 0)] = xs[s]
             for c, name in enumerate(layers, start=1):
                 imgs = report.images.get(f"{name}/{arm}")
-                _image(axes[r][c], imgs[s] if imgs is not None and len(imgs) > s else None)
-    for c, title in enumerate(["x", *[f"x̃ from {plain(n_)}" for n_ in layers]]):
-        axes[0][c].set_title(title, fontsize=8)
+                if imgs is not None and len(imgs) > s and getattr(imgs[s], "ndim", 0) == 3:
+                    cells[(r, c)] = imgs[s]
+    side = 1.05 if cols <= 8 else 0.85
+    fig = new_figure(side * cols + 1.2, side * rows + 0.6)
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    if cells:
+        canvas, th, tw = _mosaic(cells, rows, cols)
+        ax.imshow(canvas, interpolation="antialiased", aspect="equal")
+        for s in range(n):
+            for a, arm in enumerate(arms):
+                ax.text(
+                    -0.1 * tw,
+                    (s * len(arms) + a + 0.45) * th,
+                    f"#{s} {plain(arm)}",
+                    ha="right",
+                    va="center",
+                    fontsize=8,
+                    color=ARM_COLOURS.get(arm, "black"),
+                )
+        for c, title in enumerate(["x", *[f"x̃ from {plain(n_)}" for n_ in layers]]):
+            ax.text((c + 0.45) * tw, -0.08 * th, title, ha="center", va="bottom", fontsize=8)
     fig.suptitle(
         f"{plain(report.model)}: inputs and reconstructions (x̃ contrast-stretched per image)",
         fontsize=9,
