@@ -22,6 +22,8 @@ PRELOAD = [
     "numpy",
     "scipy.special",
     "scipy.linalg",
+    "scipy.stats",
+    "scipy.sparse.linalg",
     "pandas",
     "netprobe.zoo.rules",
     "netprobe.loading",
