@@ -11,6 +11,7 @@ the calibrated 1 - alpha).
 
     python benchmarks/large_checkpoint.py                 # 1.1B Llama shapes, ~2.2 GB
     python benchmarks/large_checkpoint.py --shape 7b      # Llama-2-7B shapes, ~13.5 GB
+    python benchmarks/large_checkpoint.py --shape 7b --blocks 2   # its every matrix shape
     python benchmarks/large_checkpoint.py --device cuda   # each tensor moved to the GPU
 
 Writes under --workdir (default a temp folder in /tmp) and deletes it unless --keep.
@@ -50,8 +51,9 @@ def planted(blocks: int) -> set[str]:
     return out
 
 
-def tensor_shapes(shape: str) -> list[tuple[str, tuple[int, ...]]]:
+def tensor_shapes(shape: str, blocks: int | None = None) -> list[tuple[str, tuple[int, ...]]]:
     L, d, m, h, kv, vocab = SHAPES[shape]
+    L = blocks or L
     hd = d // h
     out: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (vocab, d))]
     for b in range(L):
@@ -88,14 +90,18 @@ def make_tensor(name: str, shape: tuple[int, ...], seed: int, spikes: set[str]):
     return w.to(torch.bfloat16)
 
 
-def write_checkpoint(folder: Path, shape: str, seed: int) -> tuple[int, int]:
-    """Shards of about 1 GB, written one at a time (bounded memory); (bytes, parameters)."""
+def write_checkpoint(
+    folder: Path, shape: str, seed: int, blocks: int | None = None
+) -> tuple[int, int]:
+    """Shards of about 1 GB, written one at a time (bounded memory); (bytes, parameters).
+    ``blocks``: only the first this many transformer blocks (embedding and head kept)."""
     from safetensors.torch import save_file
 
     L, d, m, h, kv, vocab = SHAPES[shape]
+    L = blocks or L
     folder.mkdir(parents=True, exist_ok=True)
     spikes = planted(L)
-    shapes = tensor_shapes(shape)
+    shapes = tensor_shapes(shape, L)
     groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]
     size = 0
     for name, s in shapes:
@@ -183,6 +189,13 @@ def main() -> None:
     ap.add_argument("--no-in-memory", action="store_true", help="skip the in-memory comparison run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--blocks",
+        type=int,
+        default=None,
+        help="write only the first N transformer blocks (every matrix shape, a shorter run: "
+        "peak memory is set by the largest matrix, time grows with the blocks)",
+    )
+    ap.add_argument(
         "--layers",
         nargs="*",
         default=None,
@@ -193,9 +206,9 @@ def main() -> None:
     ckpt, out = work / "ckpt", work / "out"
     try:
         t0 = time.perf_counter()
-        nbytes, params = write_checkpoint(ckpt, a.shape, a.seed)
+        nbytes, params = write_checkpoint(ckpt, a.shape, a.seed, a.blocks)
         print(
-            f"wrote {a.shape}: {params / 1e9:.2f}B parameters, {nbytes / 1e9:.2f} GB in "
+            f"wrote {a.shape}{f' ({a.blocks} blocks)' if a.blocks else ''}: {params / 1e9:.2f}B parameters, {nbytes / 1e9:.2f} GB in "
             f"{len(list(ckpt.glob('*.safetensors')))} shards ({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
@@ -234,7 +247,7 @@ def main() -> None:
         df = pd.read_csv(out / "layers.csv")
         done = df[df.status == "analysed"]
         print("spectrum methods:", done.spectrum_method.value_counts().to_dict())
-        spikes = planted(SHAPES[a.shape][0])
+        spikes = planted(a.blocks or SHAPES[a.shape][0])
         hit = done[done.layer.isin(spikes)]
         found = int(((hit.spikes >= SPIKE_RANK) & (hit.verdict == "structured")).sum())
         print(

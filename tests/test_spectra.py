@@ -277,3 +277,25 @@ def test_shuffled_eigenvalues_permute_the_entries() -> None:
     assert own[-1] > 1.5 * ev[-1]  # the row structure is gone after the shuffle
     small = sp.shuffled_eigenvalues(W.reshape(-1), (20, 40), np.random.default_rng(1))
     assert small.shape == (20,)
+
+
+def test_draw_indices_is_a_uniform_ordered_sample_in_memory_of_the_draw(monkeypatch):
+    """Block-by-block draws (populations above ARANGE_MAX) give k distinct indices, each
+    index equally likely in the sample and in first place (known answer: 1/20 each)."""
+    from netprobe.spectra import permutation as P
+
+    rng = np.random.default_rng(3)
+    a = P.draw_indices(3 * P.ARANGE_MAX + 17, 50_000, rng)
+    assert len(a) == 50_000 and len(np.unique(a)) == 50_000
+    assert a.min() >= 0 and a.max() < 3 * P.ARANGE_MAX + 17
+    assert sorted(P.draw_indices(10, 10, rng)) == list(range(10))
+    monkeypatch.setattr(P, "ARANGE_MAX", 6)  # 20 entries in 4 blocks
+    seen, first = np.zeros(20), np.zeros(20)
+    for _ in range(8000):
+        d = P.draw_indices(20, 5, rng)
+        assert len(set(d.tolist())) == 5
+        seen[d] += 1
+        first[d[0]] += 1
+    # binomial sd of each share: sqrt(p(1-p)/n) -> 0.0011 (seen), 0.0024 (first)
+    assert np.abs(seen / seen.sum() - 0.05).max() < 0.006
+    assert np.abs(first / first.sum() - 0.05).max() < 0.012

@@ -221,7 +221,7 @@ def _powerlaw_step(
 ) -> PowerLawFit | None:
     """The CSN tail fit of the Gram eigenvalues, beside the same fit on W's entries shuffled
     (at the shuffled null's size: spectrum.null_shape) (docs/science.md §6.6)."""
-    from ..spectra import shuffled_eigenvalues
+    from ..spectra import draw_indices, shuffled_eigenvalues
 
     if ms is None or "sv" not in ms.arrays:
         return None
@@ -232,7 +232,7 @@ def _powerlaw_step(
     flat = Wc.reshape(-1).float()
     take = shape[0] * shape[1]
     if take < flat.numel():
-        flat = flat[torch.from_numpy(rng.choice(flat.numel(), take, replace=False))]
+        flat = flat[torch.from_numpy(draw_indices(flat.numel(), take, rng))]
     shuffled = shuffled_eigenvalues(flat, shape, rng)
     return fit_powerlaw(ev, rng, shuffled)
 
@@ -373,9 +373,11 @@ def _as_float32(t: torch.Tensor) -> torch.Tensor:
 
 
 def _reads_ahead(tensors: Mapping[str, torch.Tensor], keys: list[str], device: str) -> Any:
-    """Yield (key, tensor) for ``keys`` in order, reading the next one on a worker thread
+    """Yield (key, [tensor]) for ``keys`` in order, reading the next one on a worker thread
     while the caller analyses this one (streamed checkpoints: disk and CPU overlap; two
-    tensors resident at most). Pinned memory when the analysis runs on CUDA."""
+    tensors resident at most). Pinned memory when the analysis runs on CUDA. The tensor comes
+    in a list the caller empties, so that once it is upcast the stored bfloat16 copy is freed
+    (a generator's frame would otherwise hold it until the next read)."""
     from concurrent.futures import ThreadPoolExecutor
 
     pin = str(device).startswith("cuda") and torch.cuda.is_available()
@@ -386,15 +388,15 @@ def _reads_ahead(tensors: Mapping[str, torch.Tensor], keys: list[str], device: s
 
     if not hasattr(tensors, "metas") or len(keys) < 2:
         for k in keys:
-            yield k, read(k)
+            yield k, [read(k)]
         return
     with ThreadPoolExecutor(max_workers=1) as pool:
         nxt: Any = pool.submit(read, keys[0])
         for i, k in enumerate(keys):
-            t = nxt.result()
+            box = [nxt.result()]
             nxt = pool.submit(read, keys[i + 1]) if i + 1 < len(keys) else None
-            yield k, t
-            del t
+            yield k, box  # the caller pops the tensor: this frame keeps no reference to it
+            del box
             if nxt is None:
                 break
 
@@ -499,7 +501,8 @@ def analyse_tensors(
     read_bytes = 0
     if progress is not None:
         progress(0, len(wls), ProgressLabel(f"{len(to_read)} tensors to read", 0, total_bytes))
-    for key, t in _reads_ahead(tensors, to_read, device):
+    for key, box in _reads_ahead(tensors, to_read, device):
+        t = box.pop()
         read_bytes += int(t.numel()) * t.element_size()
         dtype = _dtype_name(t)
         t = _as_float32(t)

@@ -404,9 +404,7 @@ def entry_sample(
     n = flat.numel()
     if n <= size:
         return rng.permutation(flat.double().numpy())
-    return (
-        flat[torch.from_numpy(rng.choice(n, size, replace=False).astype(np.int64))].double().numpy()
-    )
+    return flat[torch.from_numpy(sp.draw_indices(n, size, rng).astype(np.int64))].double().numpy()
 
 
 def entry_stats(

@@ -187,10 +187,16 @@ def independence_stats(
         )
         t = torch.from_numpy(take.astype(np.int64))
         r = None
-        X = W.index_select(0, t) if side == "rows" else W.index_select(1, t).T  # (p', L)
+
+        def vectors(t: torch.Tensor = t, side: str = side) -> torch.Tensor:
+            # (p', L): a copy, made only when needed (the Gram route needs none: a copy of
+            # every column of a 32000 x 2048 embedding set a streamed model's peak memory)
+            return W.index_select(0, t) if side == "rows" else W.index_select(1, t).T
+
         if small and G is not None:
-            mu = X.mean(dim=1).double().numpy()
+            mu = W.mean(dim=1 if side == "rows" else 0).index_select(0, t).double().numpy()
             r = _pairs_from_gram(np.asarray(G[np.ix_(take, take)], dtype=np.float64), mu, L)
+        X = vectors() if r is None else None
         if r is None:
             r = _pairs_from_vectors(X)
         pp = min(p, PERM_VECTORS)
@@ -206,7 +212,7 @@ def independence_stats(
         if math.isfinite(st.p) and st.p < SCREEN:
             # each side is tested at level / 2 (the two are combined by Bonferroni): the shuffles
             # must resolve that, or a rejection would rest on the fitted tail alone
-            p_exact, draws = _shuffled_p(X, r.sq, level / 2, rng)
+            p_exact, draws = _shuffled_p(vectors() if X is None else X, r.sq, level / 2, rng)
             st = replace(st, p=p_exact, null="shuffled", null_draws=draws)
         out[side] = st
     ps = [s.p for s in out.values() if math.isfinite(s.p)]

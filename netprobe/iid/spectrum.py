@@ -175,7 +175,8 @@ def heavy_entries(W: torch.Tensor, fro2: float) -> bool:
     layers whose spike null must be drawn at full size."""
     m, n = (int(v) for v in W.shape)
     edge = fro2 / (m * n) * (math.sqrt(m) + math.sqrt(n)) ** 2
-    return bool(edge > 0 and float(W.abs().max()) ** 2 > HEAVY_EDGE_SHARE * edge)
+    lo, hi = torch.aminmax(W)  # no |W| temporary: a full-size copy on an embedding
+    return bool(edge > 0 and max(-float(lo), float(hi)) ** 2 > HEAVY_EDGE_SHARE * edge)
 
 
 def shuffled_null(

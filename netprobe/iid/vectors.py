@@ -189,13 +189,10 @@ def _shuffled_min_p(
     values: torch.Tensor, shape: tuple[int, int], m: int, offset: int, rng: np.random.Generator
 ) -> float:
     """min p over the 2m vectors (after ``offset``) of W's entries shuffled into ``shape``."""
-    from ..spectra import smaller_gram
+    from ..spectra import draw_indices, smaller_gram
 
     r, c = shape
-    n = len(values)
-    idx = torch.from_numpy(
-        rng.permutation(n) if n == r * c else rng.choice(n, r * c, replace=False)
-    )
+    idx = torch.from_numpy(draw_indices(len(values), r * c, rng))
     Ws = values[idx].reshape(r, c)
     U, _, V = top_singular(Ws, smaller_gram(Ws).numpy(), m + offset, rng)
     _, _, pu, pv = _min_p(U[:, offset:], V[:, offset:])

@@ -30,6 +30,38 @@ TW1_MEAN = -1.2065335745820
 TW1_SD = math.sqrt(1.6077810345810)
 
 
+#: populations up to this many entries are drawn from with numpy's own routine (which may
+#: build an index array of the population's size); larger ones block by block
+ARANGE_MAX = 1 << 20
+
+
+def draw_indices(size: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` distinct indices below ``size``, uniformly at random and in random order (a
+    random permutation when ``k == size``), in memory proportional to ``k``.
+
+    numpy's ``choice(replace=False)`` builds an int64 index of the whole population when
+    ``k`` is over 2% of it: 524 MB for a 32000 x 2048 embedding, twice the float32 matrix,
+    which set the peak memory of a streamed checkpoint. Above ARANGE_MAX the population is
+    cut into blocks of at most ARANGE_MAX; how many of the ``k`` fall in each block is one
+    multivariate hypergeometric draw, each block gives that many distinct indices, and the
+    whole is shuffled. Exact: a uniformly random k-subset has hypergeometric block counts
+    and, given them, uniform subsets within the blocks."""
+    if k >= size:
+        return rng.permutation(size)
+    if size <= ARANGE_MAX:
+        return rng.choice(size, k, replace=False)
+    starts = np.arange(0, size, ARANGE_MAX, dtype=np.int64)
+    sizes = np.minimum(starts + ARANGE_MAX, size) - starts
+    counts = rng.multivariate_hypergeometric(sizes, k)
+    out = np.empty(k, np.int64)
+    at = 0
+    for start, n, c in zip(starts, sizes, counts, strict=True):
+        out[at : at + c] = start + rng.choice(int(n), int(c), replace=False)
+        at += c
+    rng.shuffle(out)
+    return out
+
+
 def shuffled_eigenvalues(
     values: torch.Tensor, shape: tuple[int, int], rng: np.random.Generator
 ) -> np.ndarray:
@@ -37,11 +69,9 @@ def shuffled_eigenvalues(
     with entries drawn without replacement from ``values`` (a flat float32 tensor with at least
     as many entries): a uniformly random permutation of them when the sizes match."""
     m, n = shape
-    size = len(values)
     # a reduced shape draws its m*n entries directly: permuting all of a 4096 x 14336
     # layer's 59M entries to keep the first million took 4 s a draw, the draw itself 0.1 s
-    pick = rng.permutation(size) if m * n == size else rng.choice(size, m * n, replace=False)
-    idx = torch.from_numpy(pick)
+    idx = torch.from_numpy(draw_indices(len(values), m * n, rng))
     G = smaller_gram(values[idx].reshape(m, n), torch.float32)
     return np.clip(torch.linalg.eigvalsh(G, UPLO="U").double().cpu().numpy(), 0.0, None)
 
@@ -58,7 +88,8 @@ def shuffled_lambda_max(
     m, n = shape
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
     vals = values.detach().cpu()
-    A = vals[torch.randperm(len(vals), generator=g)[: m * n]].reshape(m, n).numpy()
+    small = torch.int32 if len(vals) < 2**31 else torch.int64  # half the index's memory
+    A = vals[torch.randperm(len(vals), generator=g, dtype=small)[: m * n]].reshape(m, n).numpy()
     k = min(m, n)
 
     def gram(v: np.ndarray) -> np.ndarray:
