@@ -156,7 +156,9 @@ from pathlib import Path
 from safetensors.torch import load_file
 from netprobe.iid import analyse_tensors
 from netprobe.loading.roles import natural_key
+import torch
 folder, spectrum, device = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+torch.set_num_threads(int(sys.argv[4]))
 sd = {}
 for f in sorted(folder.glob("*.safetensors")):
     sd.update(load_file(str(f)))
@@ -189,6 +191,12 @@ def main() -> None:
     ap.add_argument("--no-in-memory", action="store_true", help="skip the in-memory comparison run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads of both runs (the same for both, so the ratio compares the reads)",
+    )
+    ap.add_argument(
         "--blocks",
         type=int,
         default=None,
@@ -212,6 +220,7 @@ def main() -> None:
             f"{len(list(ckpt.glob('*.safetensors')))} shards ({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
+        shutil.rmtree(out, ignore_errors=True)  # a kept --workdir's earlier report
         cmd = [
             sys.executable,
             "-m",
@@ -222,6 +231,8 @@ def main() -> None:
             a.spectrum,
             "--device",
             a.device,
+            "--threads",
+            str(a.threads),
             "--no-figures",
             "-o",
             str(out),
@@ -264,7 +275,7 @@ def main() -> None:
         if not a.no_in_memory:
             t1 = time.perf_counter()
             r2 = subprocess.run(
-                [sys.executable, "-c", IN_MEMORY, str(ckpt), a.spectrum, a.device],
+                [sys.executable, "-c", IN_MEMORY, str(ckpt), a.spectrum, a.device, str(a.threads)],
                 capture_output=True,
                 text=True,
                 env=os.environ,
