@@ -196,8 +196,9 @@ def independence_stats(
         if small and G is not None:
             mu = W.mean(dim=1 if side == "rows" else 0).index_select(0, t).double().numpy()
             r = _pairs_from_gram(np.asarray(G[np.ix_(take, take)], dtype=np.float64), mu, L)
-        X = vectors() if r is None else None
+        X: torch.Tensor | None = None
         if r is None:
+            X = vectors()
             r = _pairs_from_vectors(X)
         pp = min(p, PERM_VECTORS)
         # enough permuted pairs (>= PERM_PAIRS) for a steady Var(r^2) even when p is small
