@@ -71,7 +71,6 @@ def _qq_points(z: Any, count: int = QQ_POINTS) -> tuple[Any, Any]:
     """A normal Q–Q plot's points from ``count`` quantiles of ``z``, evenly spaced in
     Gaussian quantile from the smallest plotting position to the largest (so the tails,
     where a law shows, keep their points): the curve every entry draws, at a fixed cost."""
-    import numpy as np
     from scipy.special import ndtr, ndtri
 
     n = len(z)
@@ -92,8 +91,6 @@ def randomness_layer_grid(
     ``layers`` are :class:`netprobe.iid.LayerResult`; ``refs`` maps a layer name to
     its reference Gaussian singular values (same scale as the layer's)."""
     import math
-
-    import numpy as np
 
     from .spectra import sv_pdf
 
@@ -187,8 +184,6 @@ def randomness_summary(report: Any) -> Figure:
     the entries' excess kurtosis and KS distance; s_max / bulk edge and the spike fraction
     (the fresh initialisation in grey when it was analysed)."""
     import math
-
-    import numpy as np
 
     layers = report.analysed
     idx = np.arange(len(layers))
@@ -415,7 +410,6 @@ _ARM_COLOURS = {
 
 def _arm_curves(rows: list[dict[str, Any]], arm: str, key: str) -> tuple[Any, Any, Any, Any]:
     """(epochs, mean, std, mean cumulative wall seconds) over the seeds of one arm."""
-    import numpy as np
     import pandas as pd
 
     df = pd.DataFrame([r for r in rows if r.get("arm") == arm])
@@ -530,8 +524,6 @@ def shadow_sample_grid(
 ) -> Figure:
     """Real test inputs (top row) and the synthetic input each arm's final net generates from
     them (one row per arm); images are (n, C, H, W) in [0, 1]."""
-    import numpy as np
-
     n = int(real.shape[0])
     rows = [("real", real), *synthetic.items()]
     fig = new_figure(max(4.0, 1.1 * n), 1.2 * len(rows) + 0.4)

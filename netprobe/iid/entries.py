@@ -404,7 +404,7 @@ def entry_sample(
     n = flat.numel()
     if n <= size:
         return rng.permutation(flat.double().numpy())
-    return flat[torch.from_numpy(sp.draw_indices(n, size, rng).astype(np.int64))].double().numpy()
+    return flat[torch.from_numpy(sp.draw_indices(n, size, rng))].double().numpy()
 
 
 def entry_stats(
