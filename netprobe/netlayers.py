@@ -53,9 +53,13 @@ class WeightLayer:
         return self.matrix_shape[0] * self.matrix_shape[1]
 
 
-def _module_kinds(module: nn.Module | None) -> dict[str, str]:
+def module_kinds(module: nn.Module | Mapping[str, str] | None) -> dict[str, str]:
+    """Module path -> class name (``Conv2d``, ``Linear``), from the module, or as given when a
+    loader read them from the weights alone."""
     if module is None:
         return {}
+    if isinstance(module, Mapping):
+        return dict(module)
     return {name: type(m).__name__ for name, m in module.named_modules()}
 
 
@@ -85,7 +89,7 @@ def skip_reason(
 
 def weight_layers(
     tensors: Mapping[str, torch.Tensor],
-    module: nn.Module | None = None,
+    module: nn.Module | Mapping[str, str] | None = None,
     include: list[str] | None = None,
     exclude: list[str] | None = None,
 ) -> list[WeightLayer]:
@@ -101,7 +105,7 @@ def weight_layers(
     from .loading.roles import CONV1D_NAMES, block_index, fused_split, gpt2_layout, is_conv1d
     from .loading.roles import role as role_of
 
-    kinds = _module_kinds(module)
+    kinds = module_kinds(module)
     metas = tensor_metas(tensors)
     config = getattr(tensors, "config", None) or {}
     shapes = {k: tuple(v.shape) for k, v in metas.items() if isinstance(v, torch.Tensor)}

@@ -104,3 +104,42 @@ def test_run_json_versions_import_nothing() -> None:
     assert res["imported"] == []
     assert {"netprobe", "python", "torch", "numpy"} <= set(res["v"])
     assert res["s"] < 1.0  # 0.05 s measured; importing torchvision took 2-3 s
+
+
+def test_torchvision_names_are_known_without_importing_torchvision() -> None:
+    """The static list is torchvision's own (the pinned 0.29; a newer torchvision may add)."""
+    import torchvision.models as tvm
+
+    from netprobe.archs import TORCHVISION_CLASSIFIERS, is_torchvision_name
+
+    listed = set(tvm.list_models(module=tvm))
+    assert TORCHVISION_CLASSIFIERS <= listed
+    assert all(is_torchvision_name(n) for n in listed)
+    assert not is_torchvision_name("alexnett") and not is_torchvision_name("hf:org/x")
+
+
+@pytest.mark.slow
+def test_randomness_of_a_named_weights_file_reads_tensors_without_torchvision(
+    tmp_path: Path,
+) -> None:
+    """``randomness alexnet --weights-file W`` analyses W's tensors; the kinds come from the
+    tensors (4-D Conv2d, 2-D Linear); torchvision (and torch._dynamo) are never imported."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    sd = {
+        "features.0.weight": torch.randn(16, 3, 3, 3, generator=g),
+        "features.0.bias": torch.zeros(16),
+        "classifier.1.weight": torch.randn(48, 64, generator=g),
+    }
+    w = tmp_path / "w.pt"
+    torch.save(sd, w)
+    out = tmp_path / "r"
+    args = ["randomness", "alexnet", "--weights-file", str(w), "-q", "--no-figures", "-o", str(out)]
+    mods = modules_after(args, tmp_path)
+    assert not mods & set(ZOO), sorted(mods & set(ZOO))
+    rows = (out / "layers.csv").read_text().splitlines()
+    kinds = {r.split(",")[0]: r.split(",")[2] for r in rows[1:]}
+    assert kinds["features.0.weight"] == "Conv2d" and kinds["classifier.1.weight"] == "Linear"
+    run = json.loads((out / "run.json").read_text())
+    assert "alexnet" in json.dumps(run)

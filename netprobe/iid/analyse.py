@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -457,7 +457,7 @@ def _summary(results: list[LayerResult]) -> str:
 
 def analyse_tensors(
     tensors: Mapping[str, torch.Tensor],
-    module: nn.Module | None = None,
+    module: nn.Module | Mapping[str, str] | None = None,
     *,
     model: str = "model",
     layers: list[str] | None = None,
@@ -479,11 +479,9 @@ def analyse_tensors(
             f"{model}: no weight matrix (a >= 2-D floating-point tensor){sel} to analyse",
             hint="see `netprobe layers MODEL` for the names --layers and --exclude match",
         )
-    from ..netlayers import skip_reason, tensor_metas
+    from ..netlayers import module_kinds, skip_reason, tensor_metas
 
-    kinds = (
-        {name: type(m).__name__ for name, m in module.named_modules()} if module is not None else {}
-    )
+    kinds = module_kinds(module)
     by_key: dict[str, list[WeightLayer]] = {}
     for wl in wls:
         by_key.setdefault(wl.key, []).append(wl)
@@ -583,16 +581,29 @@ def analyse(
         "device": device,
         "seed": seed,
     }
-    rep = analyse_tensors(lm.tensors, lm.module, model=lm.display, progress=progress, **kw)
+    rep = analyse_tensors(
+        lm.tensors, _module_or_kinds(lm), model=lm.display, progress=progress, **kw
+    )
     rep = replace(rep, provenance=lm.provenance() if hasattr(lm, "provenance") else None)
     if compare is not None:  # another loaded checkpoint, analysed the same way (§6.7)
-        other = analyse_tensors(compare.tensors, compare.module, model=compare.display, **kw)
+        other = analyse_tensors(
+            compare.tensors, _module_or_kinds(compare), model=compare.display, **kw
+        )
         rep = replace(rep, seconds=rep.seconds + other.seconds, compare=other)
     if not compare_init:
         return rep
     net, how = fresh_init(lm, seed)
     init = analyse_tensors(dict(net.state_dict()), None, model=f"{lm.display} (fresh init)", **kw)
     return replace(rep, seconds=rep.seconds + init.seconds, init=init, init_method=how)
+
+
+def _module_or_kinds(lm: Any) -> nn.Module | Mapping[str, str] | None:
+    """The module the weights' kinds come from, or the kinds themselves when the loader read
+    them from the weights alone (``meta["kinds"]``: a torchvision NAME with --weights-file)."""
+    if lm.module is not None:
+        return cast(nn.Module, lm.module)
+    kinds = (getattr(lm, "meta", None) or {}).get("kinds")
+    return cast(Mapping[str, str], kinds) if kinds else None
 
 
 def check_options(spectrum: str, dpi: int, thresholds: Thresholds) -> None:
@@ -646,13 +657,20 @@ def randomness(
     th = Thresholds(alpha=alpha, entry_test=entry_test)
     check_options(spectrum, dpi, th)
     check_threads(threads)
-    lm = ensure_loaded(model, seed=seed, **load_kwargs)
+    # the weights are all it reads: a torchvision NAME with weights_file skips the network
+    # (and torchvision's import) unless --compare-init needs the architecture checked
+    lm = ensure_loaded(model, seed=seed, tensors_only=not compare_init, **load_kwargs)
     if log is not None:
         log(lm.size_line())
     other = None
     if compare is not None:  # loaded before any analysis: a bad OTHER fails first
         if load_kwargs.get("weights_file") is not None and not isinstance(compare, nn.Module):
-            other = ensure_loaded(model, seed=seed, **{**load_kwargs, "weights_file": compare})
+            other = ensure_loaded(
+                model,
+                seed=seed,
+                tensors_only=not compare_init,
+                **{**load_kwargs, "weights_file": compare},
+            )
         else:
             kw = {k: v for k, v in load_kwargs.items() if k != "weights_file"}
             other = ensure_loaded(compare, seed=seed, **kw)

@@ -25,6 +25,7 @@ from typing import Any
 
 from torch import nn
 
+from ..archs import is_torchvision_name
 from ..errors import LoadError, NetprobeError, OptionError
 from .files import (
     _from_checkpoint,
@@ -39,7 +40,7 @@ from .pickles import pickle_globals
 from .sniff import sniff
 from .statedict import STRIP_PREFIXES, WRAPPER_KEYS
 from .timm_hub import _load_timm
-from .torchvision_hub import _load_torchvision, _tv_names
+from .torchvision_hub import _load_torchvision, _tv_names, torchvision_file_tensors
 
 __all__ = [
     "ASSETS",
@@ -90,9 +91,12 @@ def load(
     trust_pickle: bool = False,
     input_shape: tuple[int, ...] | str | None = None,
     seed: int = 0,
+    tensors_only: bool = False,
 ) -> LoadedModel:
     """Load MODEL from any source netprobe knows (see the module docstring). ``seed`` makes
-    a random initialisation (``weights="none"``) reproducible."""
+    a random initialisation (``weights="none"``) reproducible. ``tensors_only`` (for
+    commands that read the weights and never run the network) lets a torchvision NAME with
+    ``weights_file`` skip building the network: see :func:`.torchvision_hub.torchvision_file_tensors`."""
     if isinstance(input_shape, str):
         input_shape = parse_input_shape(input_shape)
     wf = Path(weights_file) if weights_file is not None else None
@@ -110,8 +114,10 @@ def load(
     s = str(spec)
     try:
         if (
-            not isinstance(spec, os.PathLike) and not Path(s).is_file() and s in _tv_names()
-        ):  # files skip the torchvision import
+            not isinstance(spec, os.PathLike) and not Path(s).is_file() and is_torchvision_name(s)
+        ):  # names are recognised without importing torchvision (archs.TORCHVISION_CLASSIFIERS)
+            if tensors_only and wf is not None:
+                return torchvision_file_tensors(s, wf, trust_pickle)
             lm = _load_torchvision(s, weights, wf, trust_pickle, seed)
             if input_shape is not None:
                 lm.input_shape = input_shape

@@ -170,13 +170,13 @@ def _sniffed(path: Path) -> str:
 
 def _with_arch(lm: LoadedModel, path: Path, arch: str) -> None:
     """Weights-only file + --arch: build the architecture and load the weights into it."""
-    from ..archs import build
-    from .torchvision_hub import _torchvision_transform_info, _tv_names
+    from ..archs import build, is_torchvision_name
+    from .torchvision_hub import _torchvision_transform_info
 
     lm.module = _load_into(build(arch), lm.tensors, str(path), arch)
     lm.arch = arch
     name = arch.removeprefix("torchvision:")
-    if lm.input_shape is None and name in _tv_names():
+    if lm.input_shape is None and is_torchvision_name(name):
         import torchvision.models as tvm
 
         info = _torchvision_transform_info(tvm.get_model_weights(name).DEFAULT)

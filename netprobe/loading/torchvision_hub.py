@@ -33,12 +33,52 @@ _TV: list[str] | None = None
 
 
 def _tv_names() -> list[str]:
+    """Every name torchvision lists (imports torchvision: for suggestions in errors; a name
+    is recognised by :func:`netprobe.archs.is_torchvision_name`, without the import)."""
     global _TV
     if _TV is None:
         from ..archs import torchvision_names
 
         _TV = torchvision_names()
     return _TV
+
+
+def _kinds_by_rank(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
+    """The module kinds of a torchvision classifier's weights, read from the state dict:
+    its 4-D weights are Conv2d, its 2-D ``weight`` tensors Linear and its ``in_proj_weight``
+    MultiheadAttention (torchvision's classifiers have no other >= 2-D weight modules)."""
+    kinds: dict[str, str] = {}
+    for key, t in tensors.items():
+        path, _, pname = key.rpartition(".")
+        if pname == "in_proj_weight":
+            kinds[path] = "MultiheadAttention"
+        elif pname == "weight" and t.ndim == 4:
+            kinds[path] = "Conv2d"
+        elif pname == "weight" and t.ndim == 2:
+            kinds[path] = "Linear"
+    return kinds
+
+
+def torchvision_file_tensors(name: str, weights_file: Path, trust_pickle: bool) -> LoadedModel:
+    """``NAME --weights-file W`` where only the tensors are needed (``randomness``): W's state
+    dict as it is, with the module kinds read from it (:func:`_kinds_by_rank`), without
+    importing torchvision or building the network (together 2-4 s of a 15 s AlexNet run).
+    Commands that run the network load through :func:`_load_torchvision`, which also checks
+    W against the architecture."""
+    from .files import _load_file
+
+    src = _load_file(weights_file, None, trust_pickle, None)
+    tensors = dict(src.tensors)
+    return LoadedModel(
+        spec=name,
+        kind="torchvision",
+        tensors=tensors,
+        arch=name,
+        path=weights_file,
+        sha256=src.sha256,
+        weights=f"file {weights_file}",
+        meta={"kinds": _kinds_by_rank(tensors)},
+    )
 
 
 def _torchvision_transform_info(
