@@ -279,11 +279,15 @@ def test_shuffled_eigenvalues_permute_the_entries() -> None:
     assert small.shape == (20,)
 
 
-def test_draw_indices_is_a_uniform_ordered_sample_in_memory_of_the_draw(monkeypatch):
-    """Block-by-block draws (populations above ARANGE_MAX) give k distinct indices, each
-    index equally likely in the sample and in first place (known answer: 1/20 each)."""
+@pytest.mark.parametrize("route", ["blocks", "permutation"])
+def test_draw_indices_is_a_uniform_ordered_sample_in_memory_of_the_draw(monkeypatch, route):
+    """Both routes (block by block above PERMUTE_MAX; the head of one int32 permutation
+    below) give k distinct indices, each index equally likely in the sample and in first
+    place (known answer: 1/20 each)."""
     from netprobe.spectra import permutation as P
 
+    if route == "blocks":
+        monkeypatch.setattr(P, "PERMUTE_MAX", 0)
     rng = np.random.default_rng(3)
     a = P.draw_indices(3 * P.ARANGE_MAX + 17, 50_000, rng)
     assert len(a) == 50_000 and len(np.unique(a)) == 50_000

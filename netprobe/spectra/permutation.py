@@ -33,6 +33,10 @@ TW1_SD = math.sqrt(1.6077810345810)
 #: populations up to this many entries are drawn from with numpy's own routine (which may
 #: build an index array of the population's size); larger ones block by block
 ARANGE_MAX = 1 << 20
+#: populations up to this many entries are drawn as the head of one int32 permutation by
+#: torch (32 MB at most): 3-4x faster than numpy's int64 permutation or its choice, which
+#: made the draw the largest cost of a small layer's shuffled null (11 ms of a 25 ms draw)
+PERMUTE_MAX = 1 << 23
 
 
 def draw_indices(size: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -45,11 +49,13 @@ def draw_indices(size: int, k: int, rng: np.random.Generator) -> np.ndarray:
     cut into blocks of at most ARANGE_MAX; how many of the ``k`` fall in each block is one
     multivariate hypergeometric draw, each block gives that many distinct indices, and the
     whole is shuffled. Exact: a uniformly random k-subset has hypergeometric block counts
-    and, given them, uniform subsets within the blocks."""
+    and, given them, uniform subsets within the blocks. Populations up to PERMUTE_MAX take
+    the first ``k`` of one random permutation (int32; seeded from ``rng``)."""
+    if size <= PERMUTE_MAX:
+        g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        return torch.randperm(size, generator=g, dtype=torch.int32)[: min(k, size)].numpy()
     if k >= size:
         return rng.permutation(size)
-    if size <= ARANGE_MAX:
-        return rng.choice(size, k, replace=False)
     starts = np.arange(0, size, ARANGE_MAX, dtype=np.int64)
     sizes = np.minimum(starts + ARANGE_MAX, size) - starts
     counts = rng.multivariate_hypergeometric(sizes, k)
