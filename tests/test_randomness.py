@@ -840,3 +840,22 @@ def test_cli_weights_none_is_byte_identical_on_two_runs_with_the_same_seed(tmp_p
         if x["name"].startswith("features.3.") and x["status"] == "analysed"
     ]
     assert len(fire) == 3 and all(x["entries"]["best_fit"] == "uniform" for x in fire)
+
+
+def test_centring_in_place_changes_nothing_but_the_memory_it_takes():
+    """A matrix netprobe loaded for itself is centred in place (no second copy); the numbers
+    are those of the copying route, and a caller's tensor or module is never changed."""
+    import netprobe
+
+    W = torch.randn(64, 96, generator=torch.Generator().manual_seed(0)) + 0.5
+    keep = W.clone()
+    copied = rd.analyse_matrix(W, seed=1)
+    assert torch.equal(W, keep)  # owned=False (the default): W is the caller's
+    mine = W.clone()
+    in_place = rd.analyse_matrix(mine, seed=1, owned=True)
+    assert not torch.equal(mine, keep)  # it was centred in place ...
+    assert json.dumps(in_place.row(), default=str) == json.dumps(copied.row(), default=str)
+    net = nn.Sequential(nn.Linear(96, 64))
+    before = net[0].weight.detach().clone()
+    netprobe.randomness(net, figures=False)
+    assert torch.equal(net[0].weight.detach(), before)  # ... and a module never is

@@ -248,11 +248,14 @@ def analyse_matrix(
     thresholds: Thresholds | None = None,
     device: str | torch.device = "cpu",
     seed: int | np.random.SeedSequence = 0,
+    owned: bool = False,
 ) -> LayerResult:
     """Every statistic on one 2-D matrix (rows = output units) and its verdict: entries
     (law, Gaussianity, mean component and ties, reported), spectrum and spikes of the centred
     matrix, independence, verdict; then the random-matrix headline: singular vectors, level
-    spacings, the spike directions and the tests on the residual (docs/science.md §6)."""
+    spacings, the spike directions and the tests on the residual (docs/science.md §6).
+    ``owned``: W's storage is the caller's to give (a tensor loaded for this analysis
+    alone): it is centred in place, not copied (AlexNet's 4096 x 9216 layer: 151 MB)."""
     t0 = time.perf_counter()
     th = thresholds or Thresholds()
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence([seed])
@@ -271,7 +274,10 @@ def analyse_matrix(
     # the spectral tests see W - mean(W): a non-zero mean is a rank-1 component (a spike of
     # size |mean| sqrt(m n)) that i.i.d. entries of any law may have; it is reported apart
     # (entries.mean_z, mean_share) and does not count as structure (docs/science.md §4.1)
-    Wc = Wc.float() - float(moments[0]) if Wc.dtype != torch.float64 else Wc - moments[0]
+    if owned and Wc.dtype in (torch.float32, torch.float64):
+        Wc = Wc.sub_(moments[0])
+    else:
+        Wc = Wc.float() - float(moments[0]) if Wc.dtype != torch.float64 else Wc - moments[0]
     ms, notes = _spectrum_step(Wc, moments, spectrum=spectrum, th=th, device=device, rng=rng)
     indep = independence_stats(Wc, sample, ms.gram if ms else None, rng, th.per_test)
     pvalues = {"independence": indep.p}
@@ -467,8 +473,11 @@ def analyse_tensors(
     device: str = "cpu",
     seed: int = 0,
     progress: Progress | None = None,
+    own: bool = False,
 ) -> RandomnessReport:
-    """Every selected tensor: weight matrices analysed, the rest given a row saying why not."""
+    """Every selected tensor: weight matrices analysed, the rest given a row saying why not.
+    ``own``: the tensors were loaded for this analysis alone, and each matrix is centred in
+    place (their values are changed; see :func:`analyse_matrix`'s ``owned``)."""
     t0 = time.perf_counter()
     th = (thresholds or Thresholds()).check()
     check_spectrum_mode(spectrum)
@@ -503,7 +512,12 @@ def analyse_tensors(
         t = box.pop()
         read_bytes += int(t.numel()) * t.element_size()
         dtype = _dtype_name(t)
+        stored = t
         t = _as_float32(t)
+        # an upcast copy, or a tensor loaded for this analysis alone, is centred in place;
+        # row blocks of one tensor (fused q/k/v) are disjoint, so each is centred once
+        owned = own or t is not stored
+        del stored
         out = results_by_key.setdefault(key, [])
         for wl in by_key[key]:
             if progress is not None:
@@ -518,6 +532,7 @@ def analyse_tensors(
                 thresholds=th,
                 device=device,
                 seed=np.random.SeedSequence([seed, done]),
+                owned=owned,
             )
             out.append(replace(res, dtype=dtype, block=wl.block, role=wl.role))
             done += 1
@@ -563,12 +578,16 @@ def analyse(
     progress: Progress | None = None,
     include: list[str] | None = None,
     compare: Any = None,
+    own: bool = False,
+    own_compare: bool = False,
 ) -> RandomnessReport:
     """Test the random-like weight hypothesis on every selected weight matrix of a loaded
     model (:class:`netprobe.loading.LoadedModel`). ``layers`` (alias ``include``) and
     ``exclude`` are glob patterns on tensor names and module paths. With ``compare_init``
     the architecture's fresh initialisation (:func:`netprobe.seeds.fresh_init`, same seed)
-    is analysed the same way and set beside it."""
+    is analysed the same way and set beside it. ``own`` (``own_compare``): ``lm``
+    (``compare``) was loaded for this call alone, so its tensors may be centred in place
+    (their values change)."""
     from dataclasses import replace
 
     from ..seeds import fresh_init
@@ -581,19 +600,22 @@ def analyse(
         "device": device,
         "seed": seed,
     }
+    prov = lm.provenance() if hasattr(lm, "provenance") else None
     rep = analyse_tensors(
-        lm.tensors, _module_or_kinds(lm), model=lm.display, progress=progress, **kw
+        lm.tensors, _module_or_kinds(lm), model=lm.display, progress=progress, own=own, **kw
     )
-    rep = replace(rep, provenance=lm.provenance() if hasattr(lm, "provenance") else None)
+    rep = replace(rep, provenance=prov)
     if compare is not None:  # another loaded checkpoint, analysed the same way (§6.7)
         other = analyse_tensors(
-            compare.tensors, _module_or_kinds(compare), model=compare.display, **kw
+            compare.tensors, _module_or_kinds(compare), model=compare.display, own=own_compare, **kw
         )
         rep = replace(rep, seconds=rep.seconds + other.seconds, compare=other)
     if not compare_init:
         return rep
     net, how = fresh_init(lm, seed)
-    init = analyse_tensors(dict(net.state_dict()), None, model=f"{lm.display} (fresh init)", **kw)
+    sd = dict(net.state_dict())
+    del net  # the fresh initialisation exists for this analysis alone
+    init = analyse_tensors(sd, None, model=f"{lm.display} (fresh init)", own=True, **kw)
     return replace(rep, seconds=rep.seconds + init.seconds, init=init, init_method=how)
 
 
@@ -651,7 +673,7 @@ def randomness(
     """
     from dataclasses import replace
 
-    from ..loading import ensure_loaded
+    from ..loading import LoadedModel, ensure_loaded
     from ..runtime import check_threads, cpu_threads
 
     th = Thresholds(alpha=alpha, entry_test=entry_test)
@@ -686,5 +708,8 @@ def randomness(
             seed=seed,
             progress=progress,
             compare=other,
+            # loaded here for this call alone: centred in place, no copy of each layer
+            own=not isinstance(model, (LoadedModel, nn.Module)),
+            own_compare=not isinstance(compare, (LoadedModel, nn.Module)),
         )
     return replace(rep, figures=figures, dpi=dpi)

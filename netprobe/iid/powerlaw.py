@@ -92,7 +92,7 @@ def _truncated_lr_p(t: np.ndarray, alpha: float) -> float:
     """p of the likelihood-ratio test of a power law against x^(-a) e^(-l x) on t = x / x_min
     >= 1 (nested at l = 0)."""
     from scipy import optimize
-    from scipy.stats import chi2
+    from scipy.special import chdtrc  # chi2.sf without importing scipy.stats (0.35 s)
 
     nt, slog, ssum = len(t), float(np.sum(np.log(t))), float(np.sum(t))
     ll_pl = nt * math.log(alpha - 1.0) - alpha * slog
@@ -107,7 +107,7 @@ def _truncated_lr_p(t: np.ndarray, alpha: float) -> float:
         (optimize.minimize(nll, s0, method="Nelder-Mead") for s0 in starts), key=lambda r: r.fun
     )
     lr = max(0.0, 2.0 * (-float(best.fun) - ll_pl))
-    return float(0.5 * chi2.sf(lr, 1)) if lr > 0 else 1.0
+    return float(0.5 * chdtrc(1, lr)) if lr > 0 else 1.0
 
 
 def _synthetic(
