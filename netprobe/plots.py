@@ -361,27 +361,34 @@ def reconstruction_grid(report: Any, samples: int = 4) -> Figure:
 def reconstruction_depth(report: Any) -> Figure:
     """Error versus depth: scale-free relative error ‖s·h̃ − h‖/‖h‖ and Jaccard of the
     active units per hidden layer, the model against its controls (mean ± std)."""
-    frame = report.to_frame()
+    rows = report.summary_rows()  # dicts: no pandas import for a figure
     order = {i.name: k for k, i in enumerate(report.layers)}
     fig = new_figure(9.5, 3.8)
     ax1, ax2 = fig.subplots(1, 2)
+
+    def of(arm: str) -> list[dict[str, Any]]:
+        return sorted((r for r in rows if r["arm"] == arm), key=lambda r: order[r["layer"]])
+
     for arm in report.arms:
-        part = frame[frame["arm"] == arm].sort_values("layer", key=lambda s: s.map(order))
-        xs = [order[v] for v in part["layer"]]
+        part = of(arm)
+        xs = [order[r["layer"]] for r in part]
         kw = {"color": ARM_COLOURS.get(arm), "marker": "o", "capsize": 3, "label": arm, "lw": 1.5}
-        ax1.errorbar(xs, part["rel_err_scaled"], yerr=part["rel_err_scaled_std"], **kw)
-        ax2.errorbar(xs, part["jaccard"], yerr=part["jaccard_std"], **kw)
-    model = frame[frame["arm"] == "model"].sort_values("layer", key=lambda s: s.map(order))
-    if len(model) and model["theory_bound"].notna().any():
+        for ax, col in ((ax1, "rel_err_scaled"), (ax2, "jaccard")):
+            ys = np.array([r[col] for r in part], dtype=float)
+            ax.errorbar(xs, ys, yerr=np.array([r[f"{col}_std"] for r in part], dtype=float), **kw)
+    model = of("model")
+    bound = np.array([r.get("theory_bound", np.nan) for r in model], dtype=float)
+    if len(model) and np.isfinite(bound).any():
         ax1.plot(
-            [order[v] for v in model["layer"]],
-            model["theory_bound"],
+            [order[r["layer"]] for r in model],
+            bound,
             ls="--",
             color="gray",
             lw=1,
             label="√(k/(ρn)) (model)",
         )
-    top = float(frame["rel_err_scaled"].max()) if len(frame) else 1.0
+    errs = np.array([r["rel_err_scaled"] for r in rows], dtype=float)
+    top = float(np.nanmax(errs)) if len(errs) and np.isfinite(errs).any() else 1.0
     ax1.set_ylim(0, max(1.05, 1.15 * top))
     ax2.set_ylim(0, 1.02)
     for ax, title in ((ax1, "relative error after best rescale"), (ax2, "Jaccard of active units")):

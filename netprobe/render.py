@@ -272,8 +272,8 @@ def reconstruct_table(report: Any) -> Any:
     """Summary of a ReconstructionReport: one row per (layer, arm) with each control's paired
     error ratio and 95% CI (when the report has them), then the verdicts."""
     o = report.options
-    frame = report.to_frame()
-    paired = "err_ratio" in frame.columns
+    records = report.summary_rows()
+    paired = any("err_ratio" in r for r in records)
     columns = [
         Col("layer", NAME),
         Col("arm"),
@@ -288,7 +288,6 @@ def reconstruct_table(report: Any) -> Any:
         Col("SSIM", right=True, drop=7),
         Col("top-1", right=True, drop=2),
     ]
-    records = frame.to_dict(orient="records")
     rows, styles, sections = [], [], layer_breaks(records)
     for r in records:
         rows.append(

@@ -96,10 +96,19 @@ def frame_to_csv(frame: Any) -> str:
     rows = list(frame)
     buf = io.StringIO()
     if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+        # as pandas writes them: every key of every row, in order of first appearance, and
+        # NaN or None as an empty field
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({k: _csv_cell(v) for k, v in r.items()} for r in rows)
     return buf.getvalue()
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return v
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -84,6 +84,8 @@ def test_reconstruct_on_the_bundled_net_imports_no_model_zoo(tmp_path: Path) -> 
     assert not mods & set(ZOO), sorted(mods & set(ZOO))
     # autograd.grad(..., grad_outputs=v) imports sympy through torch.fx's shape checks (~1 s)
     assert "sympy" not in mods
+    # its table, files and figures read the summary as rows (pandas: 0.3-0.45 s)
+    assert "pandas" not in mods
 
 
 def test_run_json_versions_import_nothing() -> None:

@@ -215,6 +215,7 @@ def _reconstruction() -> SimpleNamespace:
         num=64,
         options={"alpha": 0.5, "keep": 0.3, "unpool": "argmax"},
         to_frame=lambda: pd.DataFrame(rows),
+        summary_rows=lambda: [dict(r) for r in rows],
         headline_text=lambda: [f"h1: {MARKUP} better than random h"],
         notes=["[red]no[/red] data"],
     )
