@@ -514,7 +514,7 @@ class ReconstructionReport:
             samples = 4 if len(self.layers) <= 6 else 2
             out.write_figure("grid.png", reconstruction_grid(self, samples=samples))
             names.append("grid.png")
-        out.write_figure("depth.png", reconstruction_depth(self))
+        out.write_figure("depth.png", reconstruction_depth(self), tight=False)
         names.append("depth.png")
         if self.tensors:
             out.write_npz("tensors.npz", self.tensors)
