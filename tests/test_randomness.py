@@ -859,3 +859,17 @@ def test_centring_in_place_changes_nothing_but_the_memory_it_takes():
     before = net[0].weight.detach().clone()
     netprobe.randomness(net, figures=False)
     assert torch.equal(net[0].weight.detach(), before)  # ... and a module never is
+
+
+def test_tied_weights_saved_together_are_not_centred_twice(tmp_path):
+    """Two keys sharing one storage (tied weights, as torch.save keeps them) give the same
+    entry statistics: the first is not centred in place under the second."""
+    import netprobe
+
+    w = torch.randn(48, 64, generator=torch.Generator().manual_seed(0)) + 0.3
+    path = tmp_path / "tied.pt"
+    torch.save({"embed.weight": w, "head.weight": w}, path)
+    rep = netprobe.randomness(str(path), figures=False)
+    rows = {r["layer"]: r for r in rep.to_frame().to_dict(orient="records")}
+    assert rows["embed.weight"]["mean"] == pytest.approx(rows["head.weight"]["mean"])
+    assert rows["head.weight"]["mean"] == pytest.approx(float(w.mean()), rel=1e-5)

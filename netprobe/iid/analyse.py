@@ -505,6 +505,16 @@ def analyse_tensors(
     total_bytes = sum(int(metas[k].numel()) * metas[k].element_size() for k in to_read)
     results_by_key: dict[str, list[LayerResult]] = {}
     done = 0
+    # storages two keys share (tied weights saved together) are never centred in place: the
+    # second key would be read already centred
+    shared: set[int] = set()
+    if own and not hasattr(tensors, "metas"):
+        ptrs = [
+            v.untyped_storage().data_ptr()
+            for v in tensors.values()
+            if isinstance(v, torch.Tensor) and v.numel()
+        ]
+        shared = {p for p in ptrs if ptrs.count(p) > 1} if len(set(ptrs)) < len(ptrs) else set()
     read_bytes = 0
     if progress is not None:
         progress(0, len(wls), ProgressLabel(f"{len(to_read)} tensors to read", 0, total_bytes))
@@ -516,7 +526,7 @@ def analyse_tensors(
         t = _as_float32(t)
         # an upcast copy, or a tensor loaded for this analysis alone, is centred in place;
         # row blocks of one tensor (fused q/k/v) are disjoint, so each is centred once
-        owned = own or t is not stored
+        owned = t is not stored or (own and stored.untyped_storage().data_ptr() not in shared)
         del stored
         out = results_by_key.setdefault(key, [])
         for wl in by_key[key]:
