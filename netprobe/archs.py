@@ -8,7 +8,9 @@ and that the reverse net handles exactly.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -80,94 +82,18 @@ class SmallVGG(nn.Module):
 BUNDLED: dict[str, type[nn.Module]] = {"digitnet": DigitNet, "smallvgg": SmallVGG}
 
 
-#: torchvision's classification model names (``torchvision.models.list_models``, 0.29): a
-#: name is recognised without importing torchvision, whose import pulls in torch._dynamo
-#: (1.5-2.8 s); a newer torchvision's extra names are still found (:func:`is_torchvision_name`).
-#: tests/test_loading_lazy.py checks the list against the installed torchvision.
-TORCHVISION_CLASSIFIERS = frozenset(
-    (
-        "alexnet",
-        "convnext_base",
-        "convnext_large",
-        "convnext_small",
-        "convnext_tiny",
-        "densenet121",
-        "densenet161",
-        "densenet169",
-        "densenet201",
-        "efficientnet_b0",
-        "efficientnet_b1",
-        "efficientnet_b2",
-        "efficientnet_b3",
-        "efficientnet_b4",
-        "efficientnet_b5",
-        "efficientnet_b6",
-        "efficientnet_b7",
-        "efficientnet_v2_l",
-        "efficientnet_v2_m",
-        "efficientnet_v2_s",
-        "googlenet",
-        "inception_v3",
-        "maxvit_t",
-        "mnasnet0_5",
-        "mnasnet0_75",
-        "mnasnet1_0",
-        "mnasnet1_3",
-        "mobilenet_v2",
-        "mobilenet_v3_large",
-        "mobilenet_v3_small",
-        "regnet_x_16gf",
-        "regnet_x_1_6gf",
-        "regnet_x_32gf",
-        "regnet_x_3_2gf",
-        "regnet_x_400mf",
-        "regnet_x_800mf",
-        "regnet_x_8gf",
-        "regnet_y_128gf",
-        "regnet_y_16gf",
-        "regnet_y_1_6gf",
-        "regnet_y_32gf",
-        "regnet_y_3_2gf",
-        "regnet_y_400mf",
-        "regnet_y_800mf",
-        "regnet_y_8gf",
-        "resnet101",
-        "resnet152",
-        "resnet18",
-        "resnet34",
-        "resnet50",
-        "resnext101_32x8d",
-        "resnext101_64x4d",
-        "resnext50_32x4d",
-        "shufflenet_v2_x0_5",
-        "shufflenet_v2_x1_0",
-        "shufflenet_v2_x1_5",
-        "shufflenet_v2_x2_0",
-        "squeezenet1_0",
-        "squeezenet1_1",
-        "swin_b",
-        "swin_s",
-        "swin_t",
-        "swin_v2_b",
-        "swin_v2_s",
-        "swin_v2_t",
-        "vgg11",
-        "vgg11_bn",
-        "vgg13",
-        "vgg13_bn",
-        "vgg16",
-        "vgg16_bn",
-        "vgg19",
-        "vgg19_bn",
-        "vit_b_16",
-        "vit_b_32",
-        "vit_h_14",
-        "vit_l_16",
-        "vit_l_32",
-        "wide_resnet101_2",
-        "wide_resnet50_2",
-    )
-)
+#: torchvision's classification models, name -> (state-dict tensors, entries), as
+#: scripts/torchvision_table.py wrote them for torchvision 0.29 (assets/torchvision_classifiers.json):
+#: a name is recognised, and a --weights-file checked, without importing torchvision, whose
+#: import pulls in torch._dynamo (1.5-2.8 s); a newer torchvision's extra names are still found
+#: (:func:`is_torchvision_name`). tests/test_imports.py checks the table against torchvision.
+TORCHVISION_STATE: dict[str, tuple[int, int]] = {
+    k: (int(v[0]), int(v[1]))
+    for k, v in json.loads(
+        (Path(__file__).parent / "assets" / "torchvision_classifiers.json").read_text()
+    )["models"].items()
+}
+TORCHVISION_CLASSIFIERS = frozenset(TORCHVISION_STATE)
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 

@@ -111,39 +111,55 @@ def test_run_json_versions_import_nothing() -> None:
 
 
 def test_torchvision_names_are_known_without_importing_torchvision() -> None:
-    """The static list is torchvision's own (the pinned 0.29; a newer torchvision may add)."""
+    """The table is torchvision's own (the pinned 0.29; a newer torchvision may add names):
+    every name, and the tensor and entry counts of a few architectures built on the meta
+    device (scripts/torchvision_table.py builds them all)."""
+    import torch
     import torchvision.models as tvm
 
-    from netprobe.archs import TORCHVISION_CLASSIFIERS, is_torchvision_name
+    from netprobe.archs import TORCHVISION_CLASSIFIERS, TORCHVISION_STATE, is_torchvision_name
 
     listed = set(tvm.list_models(module=tvm))
     assert TORCHVISION_CLASSIFIERS <= listed
     assert all(is_torchvision_name(n) for n in listed)
     assert not is_torchvision_name("alexnett") and not is_torchvision_name("hf:org/x")
+    for name in ("alexnet", "resnet18", "vit_b_16", "mobilenet_v3_small"):
+        with torch.device("meta"):
+            sd = tvm.get_model(name, weights=None).state_dict()
+        assert TORCHVISION_STATE[name] == (len(sd), sum(v.numel() for v in sd.values()))
 
 
 @pytest.mark.slow
 def test_randomness_of_a_named_weights_file_reads_tensors_without_torchvision(
     tmp_path: Path,
 ) -> None:
-    """``randomness alexnet --weights-file W`` analyses W's tensors; the kinds come from the
-    tensors (4-D Conv2d, 2-D Linear); torchvision (and torch._dynamo) are never imported."""
+    """``randomness squeezenet1_1 --weights-file W`` analyses W's tensors, checked against the
+    architecture's counts; the kinds come from the tensors; torchvision (and torch._dynamo)
+    are never imported. A file of another architecture is one line (exit 3)."""
     import torch
+    import torchvision.models as tvm
+    from typer.testing import CliRunner
 
-    g = torch.Generator().manual_seed(0)
-    sd = {
-        "features.0.weight": torch.randn(16, 3, 3, 3, generator=g),
-        "features.0.bias": torch.zeros(16),
-        "classifier.1.weight": torch.randn(48, 64, generator=g),
-    }
+    from netprobe.cli import app
+
+    torch.manual_seed(0)
     w = tmp_path / "w.pt"
-    torch.save(sd, w)
+    torch.save(tvm.squeezenet1_1(weights=None).state_dict(), w)
     out = tmp_path / "r"
-    args = ["randomness", "alexnet", "--weights-file", str(w), "-q", "--no-figures", "-o", str(out)]
+    args = ["randomness", "squeezenet1_1", "--weights-file", str(w), "-q", "--no-figures"]
+    args += ["--layers", "features.0.*", "--layers", "classifier.1.*", "-o", str(out)]
     mods = modules_after(args, tmp_path)
     assert not mods & set(ZOO), sorted(mods & set(ZOO))
     rows = (out / "layers.csv").read_text().splitlines()
     kinds = {r.split(",")[0]: r.split(",")[2] for r in rows[1:]}
-    assert kinds["features.0.weight"] == "Conv2d" and kinds["classifier.1.weight"] == "Linear"
-    run = json.loads((out / "run.json").read_text())
-    assert "alexnet" in json.dumps(run)
+    assert kinds["features.0.weight"] == "Conv2d" and kinds["classifier.1.weight"] == "Conv2d"
+    assert "squeezenet1_1" in (out / "run.json").read_text()
+    other = tmp_path / "other.pt"
+    torch.save({"fc.weight": torch.randn(48, 64)}, other)
+    res = CliRunner().invoke(
+        app,
+        ["randomness", "alexnet", "--weights-file", str(other), "-q", "-o", str(tmp_path / "x")],
+    )
+    assert res.exit_code == 3
+    assert "do not fit the alexnet architecture: 1 tensors with 3,072 entries" in res.output
+    assert not (tmp_path / "x").exists()

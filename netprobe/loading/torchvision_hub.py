@@ -61,14 +61,25 @@ def _kinds_by_rank(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
 
 def torchvision_file_tensors(name: str, weights_file: Path, trust_pickle: bool) -> LoadedModel:
     """``NAME --weights-file W`` where only the tensors are needed (``randomness``): W's state
-    dict as it is, with the module kinds read from it (:func:`_kinds_by_rank`), without
-    importing torchvision or building the network (together 2-4 s of a 15 s AlexNet run).
-    Commands that run the network load through :func:`_load_torchvision`, which also checks
-    W against the architecture."""
+    dict, checked against the architecture's tensor and entry counts
+    (``archs.TORCHVISION_STATE``), with the module kinds read from it (:func:`_kinds_by_rank`),
+    without importing torchvision or building the network (together 2-4 s of a 15 s AlexNet
+    run). Commands that run the network load through :func:`_load_torchvision`, which checks
+    every key and shape."""
+    from ..archs import TORCHVISION_STATE
     from .files import _load_file
 
     src = _load_file(weights_file, None, trust_pickle, None)
     tensors = dict(src.tensors)
+    want = TORCHVISION_STATE.get(name)  # None: a name only a newer torchvision has
+    got = (len(tensors), sum(int(t.numel()) for t in tensors.values()))
+    if want is not None and got != want:
+        raise LoadError(
+            f"{weights_file}: weights do not fit the {name} architecture: {got[0]} tensors "
+            f"with {got[1]:,} entries, {name} has {want[0]} with {want[1]:,}",
+            hint="pass the architecture the weights were trained with, or the file alone "
+            "as MODEL (netprobe randomness FILE)",
+        )
     return LoadedModel(
         spec=name,
         kind="torchvision",
