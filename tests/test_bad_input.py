@@ -128,24 +128,12 @@ def _legacy(obj) -> bytes:
 
 
 MALICIOUS: dict[str, tuple[str, Callable[[Path], bytes]]] = {
-    "system-in-pt-zip": (
-        "evil.pt",
-        lambda m: _torch_zip({"w": torch.zeros(2, 2), "x": _System(m)}),
-    ),
+    "system-in-pt-zip": ("evil.pt", lambda m: _torch_zip({"w": torch.zeros(2, 2), "x": _System(m)})),
     "open-in-pt-zip-top-level": ("evil.pth", lambda m: _torch_zip(_Open(m))),
     "system-raw-pickle-bin": ("pytorch_model.bin", lambda m: pickle.dumps(_System(m), protocol=2)),
-    "system-raw-pickle-proto5-no-ext": (
-        "weights",
-        lambda m: pickle.dumps({"a": _System(m)}, protocol=5),
-    ),
-    "eval-misleading-safetensors-ext": (
-        "model.safetensors",
-        lambda m: pickle.dumps(_Eval(m), protocol=4),
-    ),
-    "open-legacy-torch-save": (
-        "old.ckpt",
-        lambda m: _legacy({"w": torch.zeros(1, 1), "x": _Open(m)}),
-    ),
+    "system-raw-pickle-proto5-no-ext": ("weights", lambda m: pickle.dumps({"a": _System(m)}, protocol=5)),
+    "eval-misleading-safetensors-ext": ("model.safetensors", lambda m: pickle.dumps(_Eval(m), protocol=4)),
+    "open-legacy-torch-save": ("old.ckpt", lambda m: _legacy({"w": torch.zeros(1, 1), "x": _Open(m)})),
     "system-pt-zip-as-onnx": ("model.onnx", lambda m: _torch_zip([_System(m)])),
 }
 
@@ -159,9 +147,7 @@ def test_malicious_pickle_never_runs(tmp_path: Path, case: str, cmd: str) -> Non
     path.write_bytes(make(marker))
     out = tmp_path / "out"
     extra = ["-o", str(out)] if cmd in WRITES else []
-    text = assert_model_error(
-        cmd, [cmd, *MODEL_COMMANDS[cmd], str(path), *extra], tmp_path, 3, "--trust-pickle"
-    )
+    text = assert_model_error(cmd, [cmd, *MODEL_COMMANDS[cmd], str(path), *extra], tmp_path, 3, "--trust-pickle")
     assert "refused" in text
     assert not marker.exists(), "the payload ran"
     assert not out.exists(), "an output folder was written for a refused model"
@@ -192,24 +178,12 @@ def _bad_safetensors() -> bytes:
 FILES: dict[str, tuple[str, Callable[[], bytes], tuple[str, ...]]] = {
     "empty-file": ("empty.pt", lambda: b"", ("empty",)),
     "truncated-zip": ("cut.pt", _truncated_zip, ("corrupt",)),
-    "random-bytes": (
-        "noise.pth",
-        lambda: bytes(
-            torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(1))
-            .to(torch.uint8)
-            .tolist()
-        ),
-        ("not a model file",),
-    ),
+    "random-bytes": ("noise.pth", lambda: bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(1)).to(torch.uint8).tolist()), ("not a model file",)),
     "png-renamed-pt": ("picture.pt", _png, ("PNG",)),
     "text-file": ("notes.pt", lambda: b"these are not weights\n", ("text",)),
     "gzip-file": ("weights.pt.gz", lambda: gzip.compress(b"x" * 100), ("gzip",)),
     "numpy-npy": ("weights.npy", lambda: b"\x93NUMPY\x01\x00" + b" " * 64, ("NumPy",)),
-    "non-tensor-state-dict": (
-        "sd.pt",
-        lambda: _torch_zip({"w": torch.zeros(2, 2), "name": "hello"}),
-        ("not a tensor",),
-    ),
+    "non-tensor-state-dict": ("sd.pt", lambda: _torch_zip({"w": torch.zeros(2, 2), "name": "hello"}), ("not a tensor",)),
     "empty-state-dict": ("sd0.pt", lambda: _torch_zip({}), ("empty",)),
     "list-not-state-dict": ("list.pt", lambda: _torch_zip([1, 2, 3]), ("not a state dict",)),
     "truncated-legacy": ("cut_legacy.pt", _truncated_legacy, ("not a readable PyTorch file",)),
@@ -233,9 +207,7 @@ def test_broken_files(tmp_path: Path, case: str, cmd: str) -> None:
     path.write_bytes(make())
     out = tmp_path / "out"
     extra = ["-o", str(out)] if cmd in WRITES else []
-    assert_model_error(
-        cmd, [cmd, *MODEL_COMMANDS[cmd], str(path), *extra], tmp_path, 3, name, *needles
-    )
+    assert_model_error(cmd, [cmd, *MODEL_COMMANDS[cmd], str(path), *extra], tmp_path, 3, name, *needles)
     assert not out.exists()
 
 
@@ -254,24 +226,18 @@ def test_missing_path_directory_and_unknown_name(tmp_path: Path, cmd: str) -> No
 def test_weights_file_for_wrong_architecture(tmp_path: Path) -> None:
     p = tmp_path / "r18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), p)
-    assert_one_line_error(
-        invoke(["layers", "alexnet", "--weights-file", str(p)]), 3, "do not fit the alexnet"
-    )
+    assert_one_line_error(invoke(["layers", "alexnet", "--weights-file", str(p)]), 3, "do not fit the alexnet")
 
 
 def test_arch_mismatch_for_state_dict(tmp_path: Path) -> None:
     p = tmp_path / "r18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), p)
     assert_one_line_error(invoke(["layers", str(p), "--arch", "vgg11"]), 3, "--arch")
-    assert_one_line_error(
-        invoke(["layers", str(p), "--arch", "nosuchnet"]), 3, "unknown architecture"
-    )
+    assert_one_line_error(invoke(["layers", str(p), "--arch", "nosuchnet"]), 3, "unknown architecture")
 
 
 def test_offline_torchvision_weights() -> None:
-    assert_one_line_error(
-        invoke(["layers", "alexnet"]), 3, "alexnet-owt-7be5be79.pth", "--weights none"
-    )
+    assert_one_line_error(invoke(["layers", "alexnet"]), 3, "alexnet-owt-7be5be79.pth", "--weights none")
 
 
 @pytest.mark.parametrize(

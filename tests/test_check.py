@@ -25,11 +25,8 @@ def _save(path: Path, sd: dict[str, torch.Tensor]) -> Path:
 
 def _healthy(seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return {
-        "fc1.weight": torch.randn(128, 64, generator=g) / 8,
-        "fc1.bias": torch.zeros(128),
-        "fc2.weight": torch.randn(32, 128, generator=g) / 11,
-    }
+    return {"fc1.weight": torch.randn(128, 64, generator=g) / 8, "fc1.bias": torch.zeros(128),
+            "fc2.weight": torch.randn(32, 128, generator=g) / 11}
 
 
 def junit_cases(path: Path) -> dict[tuple[str, str], str]:
@@ -57,9 +54,9 @@ def zoo(tmp_path: Path) -> Path:
     _save(z / "sub" / "dead.pth", dead)
     rank1 = _healthy(3)
     g = torch.Generator().manual_seed(4)
-    rank1["fc2.weight"] = torch.outer(
-        torch.randn(32, generator=g), torch.randn(128, generator=g)
-    ) + 0.01 * torch.randn(32, 128, generator=g)
+    rank1["fc2.weight"] = torch.outer(torch.randn(32, generator=g), torch.randn(128, generator=g)) + 0.01 * torch.randn(
+        32, 128, generator=g
+    )
     _save(z / "rank1.pt", rank1)
     data = (z / "healthy.pt").read_bytes()
     (z / "truncated.pt").write_bytes(data[: len(data) // 3])
@@ -76,22 +73,8 @@ def zoo(tmp_path: Path) -> Path:
 
 def test_zoo_statuses_in_junit_json_and_exit_code(zoo: Path, tmp_path: Path) -> None:
     junit, jsonl, md = tmp_path / "r.xml", tmp_path / "r.jsonl", tmp_path / "r.md"
-    result = runner.invoke(
-        app,
-        [
-            "check",
-            str(zoo),
-            "--junit",
-            str(junit),
-            "--json",
-            str(jsonl),
-            "--markdown",
-            str(md),
-            "-q",
-            "--jobs",
-            "2",
-        ],
-    )
+    result = runner.invoke(app, ["check", str(zoo), "--junit", str(junit), "--json", str(jsonl),
+                                 "--markdown", str(md), "-q", "--jobs", "2"])
     assert result.exit_code == 3, result.stderr  # a model could not be loaded
     cases = junit_cases(junit)
     assert cases[("healthy.pt", "no_nan")] == "pass"
@@ -127,11 +110,8 @@ def test_hang_and_crash_are_that_models_errors(tmp_path: Path) -> None:
     torch.save(CrashOnLoad(), tmp_path / "crash.pt")
     torch.save(TinyMLP().state_dict(), tmp_path / "fine.pt")
     results = chk.run_checks(
-        [str(tmp_path / n) for n in ("hang.pt", "crash.pt", "fine.pt")],
-        chk.Config(chk.Rules()),
-        jobs=2,
-        timeout=8,
-        opts={"trust_pickle": True},
+        [str(tmp_path / n) for n in ("hang.pt", "crash.pt", "fine.pt")], chk.Config(chk.Rules()),
+        jobs=2, timeout=8, opts={"trust_pickle": True},
     )
     hang, crash, fine = results
     assert hang.status == "error" and "timed out after 8 s" in hang.error
@@ -158,7 +138,7 @@ def test_targets_lists_globs_names_and_sharding(zoo: Path, tmp_path: Path) -> No
 
 def test_config_from_pyproject_overrides_and_validation(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text(
-        "[tool.netprobe.check]\nno_dead_layer = false\ntimeout = 30\n[tool.netprobe.check.drift]\ndefault = 0.5\n"
+        '[tool.netprobe.check]\nno_dead_layer = false\ntimeout = 30\n[tool.netprobe.check.drift]\ndefault = 0.5\n'
         '[[tool.netprobe.check.models]]\nmatch = "*nan*"\nskip = ["no_nan"]\n'
     )
     cfg = chk.load_config(None, cwd=tmp_path)
@@ -186,28 +166,15 @@ def test_init_writes_a_config_that_loads(tmp_path: Path) -> None:
 
 def test_baseline_flags_drift(zoo: Path, tmp_path: Path) -> None:
     first = tmp_path / "first.jsonl"
-    runner.invoke(
-        app, ["check", str(zoo / "healthy.pt"), str(zoo / "nan.pt"), "--json", str(first), "-q"]
-    )
+    runner.invoke(app, ["check", str(zoo / "healthy.pt"), str(zoo / "nan.pt"), "--json", str(first), "-q"])
     # the healthy model changes: now 2 tensors hold NaN
     sd = _healthy()
     sd["fc1.weight"][0, 0] = float("inf")
     sd["fc2.weight"][0, 0] = float("nan")
     _save(zoo / "healthy.pt", sd)
     second = tmp_path / "second.jsonl"
-    result = runner.invoke(
-        app,
-        [
-            "check",
-            str(zoo / "healthy.pt"),
-            str(zoo / "nan.pt"),
-            "--json",
-            str(second),
-            "--baseline",
-            str(first),
-            "-q",
-        ],
-    )
+    result = runner.invoke(app, ["check", str(zoo / "healthy.pt"), str(zoo / "nan.pt"), "--json", str(second),
+                                 "--baseline", str(first), "-q"])
     assert result.exit_code == 1
     by = {Path(d["model"]).name: d for d in map(json.loads, second.read_text().splitlines())}
     drift = {r["rule"]: r for r in by["healthy.pt"]["rules"]}["drift:no_nan"]
@@ -278,9 +245,7 @@ def test_init_then_check_uses_netprobe_toml_and_says_so(
     assert "both hold rules: using netprobe.toml" in err
     assert json.loads(result.stdout)["config"] == str(tmp_path / "netprobe.toml")
     # one model, one worker: singular nouns (issue: "1 workers")
-    assert (
-        "checking 1 model with 1 worker;" in err and "1 model: 1 passed, 0 failed, 0 errors" in err
-    )
+    assert "checking 1 model with 1 worker;" in err and "1 model: 1 passed, 0 failed, 0 errors" in err
     assert "1 workers" not in err and "1 models" not in err
 
 
@@ -313,9 +278,7 @@ def test_reconstruct_gen_keys_and_their_old_names(tmp_path: Path) -> None:
     new = chk.load_config(cfg).base.reconstruct
     cfg.write_text(head + 'alpha = "calibrated"\nkeep = 0.5\n')
     old = chk.load_config(cfg).base.reconstruct
-    assert (
-        new == old == {"layer": "h2", "max_error": 0.9, "gen_scale": "calibrated", "gen_keep": 0.5}
-    )
+    assert new == old == {"layer": "h2", "max_error": 0.9, "gen_scale": "calibrated", "gen_keep": 0.5}
     for bad, match in (
         ("gen_keep = 0.5\nkeep = 0.4\n", "both 'gen_keep' and its old name 'keep'"),
         ("gen_keep = 1.5\n", r"gen_keep = 1.5: must lie in \(0, 1\]"),
@@ -407,9 +370,7 @@ def test_rule_messages_count_one_in_the_singular(zoo: Path, tmp_path: Path) -> N
 
     nan = messages(zoo / "nan.pt")
     assert nan["no_nan"] == "1 tensor holds NaN/Inf: fc2.weight"
-    assert messages(zoo / "rank1.pt")["max:s_max_over_edge"].startswith(
-        "1 layer above 100: fc2.weight"
-    )
+    assert messages(zoo / "rank1.pt")["max:s_max_over_edge"].startswith("1 layer above 100: fc2.weight")
     single = _save(tmp_path / "single.pt", {"fc.weight": torch.randn(16, 8)})
     assert messages(single)["no_dead_layer"] == "1 layer varies"
     assert messages(zoo / "healthy.pt")["no_dead_layer"] == "2 layers vary"

@@ -17,9 +17,7 @@ runner = CliRunner()
 
 
 def test_layers_alexnet_random_init_json() -> None:
-    result = runner.invoke(
-        app, ["layers", "alexnet", "--weights", "none", "--format", "json", "-q"]
-    )
+    result = runner.invoke(app, ["layers", "alexnet", "--weights", "none", "--format", "json", "-q"])
     assert result.exit_code == 0, result.stderr
     info = json.loads(result.stdout)
     assert len(info["weight_layers"]) == 8
@@ -78,9 +76,7 @@ def test_help_lists_commands_and_import_is_light() -> None:
     for name in ("layers", "randomness", "reconstruct", "shadow-train", "check"):
         assert name in result.stdout
     probe = "import sys, netprobe, netprobe.cli; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
-    light = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    )
+    light = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert light.stdout.split() == ["False", "False"]
 
 
@@ -127,9 +123,7 @@ def test_api_layers_is_reproducible_and_seeded() -> None:
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_layers_on_a_program_exported_with_a_static_batch_above_one_is_one_line(
-    tmp_path: Path,
-) -> None:
+def test_layers_on_a_program_exported_with_a_static_batch_above_one_is_one_line(tmp_path: Path) -> None:
     """torch.export guards fail with an AssertionError when traced at batch 1: one line, exit
     2, naming the fix (was an internal error, exit 70)."""
     net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))

@@ -58,9 +58,7 @@ def test_docs_show_commands() -> None:
 
 
 @pytest.mark.parametrize("doc,line", COMMANDS, ids=[c for _, c in COMMANDS])
-def test_doc_command_parses(
-    doc: str, line: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_doc_command_parses(doc: str, line: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # commands run for real write only here
     args = shlex.split(line)[1:]
     group = typer.main.get_command(app)

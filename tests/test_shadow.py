@@ -31,16 +31,10 @@ class TinyConv(nn.Module):
     def __init__(self, classes: int = 3, dropout: float = 0.0) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 4, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # -> 4x4x4
-            nn.Conv2d(4, 8, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # -> 8x2x2
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # -> 4x4x4
+            nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # -> 8x2x2
         )
-        self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(32, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, classes)
-        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -53,17 +47,13 @@ def quadrant_data(n: int, seed: int) -> Dataset:
     x = torch.rand(n, 1, 8, 8, generator=g) * 0.3
     for c, (r, k) in enumerate([(0, 0), (0, 4), (4, 0)]):
         x[y == c, :, r : r + 4, k : k + 4] += 0.7
-    return Dataset(
-        x=x.clamp(0, 1), y=y, classes=["a", "b", "c"], source=f"quadrants({n}, seed {seed})"
-    )
+    return Dataset(x=x.clamp(0, 1), y=y, classes=["a", "b", "c"], source=f"quadrants({n}, seed {seed})")
 
 
 def tiny_experiment(arms: str, ratio: float = 1.0, epochs: int = 2, seeds=(0,), **kw):
     train, test = quadrant_data(96, 1), quadrant_data(48, 2)
     torch.manual_seed(0)  # the same starting weights in every call
-    spec = sh.ModelSpec(
-        "tiny", {}, (1, 8, 8), None, None, None, "tiny", base=TinyConv(), num_classes=3
-    )
+    spec = sh.ModelSpec("tiny", {}, (1, 8, 8), None, None, None, "tiny", base=TinyConv(), num_classes=3)
     data = sh.prepare_data(train, test, None, spec, {"source": "quadrants"})
     settings = sh.ShadowSettings(layer=2, ratio=ratio, keep=kw.pop("keep", 1.0))
     cfg = sh.TrainSettings(epochs=epochs, batch_size=32, lr=3e-3, warmup=kw.pop("warmup", 0))
@@ -113,13 +103,8 @@ class DropoutBelowH2(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 4, 3, padding=1),
-            nn.ReLU(),
-            nn.Dropout2d(0.5),
-            nn.Conv2d(4, 4, 3, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(256, 3),
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Dropout2d(0.5),
+            nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,11 +116,7 @@ def test_one_pass_forward_gives_the_same_shadow_batch_and_the_true_gradient(kind
     """fit's one-pass route (Augmenter.shared_forward): the training forward is also the generation
     graph. x̃ must equal the two-pass hook's, and the output's gradient a plain forward's, bit for bit."""
     torch.manual_seed(0)
-    model = {
-        "plain": TinyConv(),
-        "dropout above h2": TinyConv(dropout=0.5),
-        "dropout below h2": DropoutBelowH2(),
-    }[kind]
+    model = {"plain": TinyConv(), "dropout above h2": TinyConv(dropout=0.5), "dropout below h2": DropoutBelowH2()}[kind]
     model.train()
     x, y = torch.randn(12, 1, 8, 8), torch.randint(0, 3, (12,))
     aug = sh.Augmenter(sh.ShadowSettings(layer=2, keep=0.5, smooth=0.5))
@@ -157,21 +138,10 @@ def test_one_pass_forward_gives_the_same_shadow_batch_and_the_true_gradient(kind
 def test_one_pass_forward_steps_aside_where_it_cannot_match() -> None:
     """Batch norm in training mode, scale=theory and ratio 0 take the two-pass hook."""
     x, y = torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
-    bn = nn.Sequential(
-        nn.Conv2d(1, 2, 3),
-        nn.BatchNorm2d(2),
-        nn.ReLU(),
-        nn.Conv2d(2, 2, 3),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(32, 3),
-    )
+    bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Conv2d(2, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3))
     g = torch.Generator().manual_seed(0)
     assert sh.Augmenter(sh.ShadowSettings(layer=2)).shared_forward(bn, bn, x, y, g) is None
-    for settings in (
-        sh.ShadowSettings(layer=2, scale="theory"),
-        sh.ShadowSettings(layer=2, ratio=0.0),
-    ):
+    for settings in (sh.ShadowSettings(layer=2, scale="theory"), sh.ShadowSettings(layer=2, ratio=0.0)):
         assert sh.Augmenter(settings).shared_forward(TinyConv(), TinyConv(), x, y, g) is None
 
 
@@ -214,9 +184,7 @@ def test_synthesize_known_answer_one_orthogonal_layer() -> None:
     rn = ReverseNet(model, alpha="theory", seed=0)
     rn.fit(x, 1)
     torch.testing.assert_close(th, rn.generate(rn.forward(x, 1), 1, rn.forward(x, 1).h(1)))
-    assert torch.allclose(
-        th / th.norm(dim=1, keepdim=True), raw / raw.norm(dim=1, keepdim=True), atol=1e-5
-    )
+    assert torch.allclose(th / th.norm(dim=1, keepdim=True), raw / raw.norm(dim=1, keepdim=True), atol=1e-5)
 
 
 def test_match_moments_handles_constant_synthetic_input() -> None:
@@ -240,15 +208,9 @@ def test_synthetic_error_is_the_error_on_generated_test_inputs() -> None:
 
 
 def test_parse_arms_and_seeds() -> None:
-    assert [a.name for a in sh.parse_arms("baseline, shadow+dropout")] == [
-        "baseline",
-        "shadow+dropout",
-    ]
+    assert [a.name for a in sh.parse_arms("baseline, shadow+dropout")] == ["baseline", "shadow+dropout"]
     assert sh.parse_arms("shadow+dropout")[0].reference == "baseline+dropout"
-    assert (
-        sh.parse_arms("shadow")[0].slug == "shadow"
-        and sh.Arm("shadow+dropout").slug == "shadow-dropout"
-    )
+    assert sh.parse_arms("shadow")[0].slug == "shadow" and sh.Arm("shadow+dropout").slug == "shadow-dropout"
     assert sh.parse_seeds("0,1,2") == [0, 1, 2] and sh.parse_seeds("3-5") == [3, 4, 5]
     for bad in ("baseline,shadw", "", "shadow,shadow"):
         with pytest.raises(OptionError, match="--arms"):
@@ -289,18 +251,7 @@ def test_model_spec_same_start_per_seed_and_new_head() -> None:
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     assert not torch.equal(a.state_dict()["features.0.weight"], c.state_dict()["features.0.weight"])
     assert sh.model_spec((3, 32, 32), 100).arch == "smallvgg"
-    base = sh.ModelSpec(
-        "tiny",
-        {},
-        (1, 8, 8),
-        None,
-        None,
-        None,
-        "t",
-        base=TinyConv(classes=3),
-        new_head=True,
-        num_classes=5,
-    )
+    base = sh.ModelSpec("tiny", {}, (1, 8, 8), None, None, None, "t", base=TinyConv(classes=3), new_head=True, num_classes=5)
     m0, m1 = base.build(0), base.build(0)
     assert m0.head[4].out_features == 5 and torch.equal(m0.head[4].weight, m1.head[4].weight)
     assert torch.equal(m0.features[0].weight, base.base.features[0].weight)  # the body is kept
@@ -312,9 +263,7 @@ def test_load_splits_single_split_npz_is_split_stratified_and_recorded(tmp_path)
     rng = np.random.default_rng(0)
     p = tmp_path / "d.npz"
     np.savez(p, x=rng.integers(0, 255, (50, 8, 8), dtype=np.uint8), y=np.repeat(np.arange(5), 10))
-    train, test, val, info = sh.load_splits(
-        str(p), test_fraction=0.2, val_fraction=0.25, split_seed=3
-    )
+    train, test, val, info = sh.load_splits(str(p), test_fraction=0.2, val_fraction=0.25, split_seed=3)
     assert len(test) == 10 and sorted(test.y.tolist()) == sorted(list(range(5)) * 2)
     assert len(train) + len(val) == 40 and info["split_seed"] == 3 and "stratified" in info["split"]
     again = sh.load_splits(str(p), test_fraction=0.2, val_fraction=0.25, split_seed=3)
@@ -329,20 +278,12 @@ def test_image_folder_with_train_and_test_folders_keeps_its_split(tmp_path) -> N
         for c in ("cat", "dog"):
             (tmp_path / split / c).mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (10, 10), dtype=np.uint8)).save(
-                    tmp_path / split / c / f"{i}.png"
-                )
+                Image.fromarray(rng.integers(0, 255, (10, 10), dtype=np.uint8)).save(tmp_path / split / c / f"{i}.png")
     train, test, val, info = sh.load_splits(str(tmp_path))
-    assert (len(train), len(test), val) == (6, 4, None) and info[
-        "split"
-    ] == "the source's own train/test split"
+    assert (len(train), len(test), val) == (6, 4, None) and info["split"] == "the source's own train/test split"
     spec = sh.model_spec(train.shape, 2)
     data = sh.prepare_data(train, test, val, spec, info)
-    assert (
-        spec.arch == "digitnet"
-        and data.train.x.shape == (6, 1, 28, 28)
-        and data.classes == ["cat", "dog"]
-    )
+    assert spec.arch == "digitnet" and data.train.x.shape == (6, 1, 28, 28) and data.classes == ["cat", "dog"]
     assert len(data.mean) == 1 and data.info["normalisation"].startswith("the training data's")
 
 
@@ -386,22 +327,11 @@ def test_resume_after_a_crash_gives_identical_final_metrics(tmp_path) -> None:
 
     with pytest.raises(_Crash):
         tiny_experiment("baseline,shadow", epochs=3, state_dir=tmp_path / "run", on_event=crash)
-    _, _, _, res = tiny_experiment(
-        "baseline,shadow", epochs=3, state_dir=tmp_path / "run", resume=True
-    )
+    _, _, _, res = tiny_experiment("baseline,shadow", epochs=3, state_dir=tmp_path / "run", resume=True)
     assert res[1].resumed_from == (1, 0) and res[0].resumed_from == (3, 0)
-    keys = [
-        "epoch",
-        "train_loss",
-        "test_error",
-        "test_loss",
-        "synthetic_test_error",
-        "extra_examples",
-    ]
+    keys = ["epoch", "train_loss", "test_error", "test_loss", "synthetic_test_error", "extra_examples"]
     for a, b in zip(ref, res, strict=True):
-        assert [{k: r[k] for k in keys} for r in a.rows] == [
-            {k: r[k] for k in keys} for r in b.rows
-        ]
+        assert [{k: r[k] for k in keys} for r in a.rows] == [{k: r[k] for k in keys} for r in b.rows]
         for k, v in a.model.state_dict().items():
             assert torch.equal(v, b.model.state_dict()[k])
 
@@ -444,9 +374,7 @@ def test_identical_paired_differences_give_no_interval_and_no_verdict() -> None:
     rep = sh.summarise(runs, settings={}, data={}, model={})
     final = next(c for c in rep.comparisons if c["metric"] == "final test error")
     assert final["verdict"] == NO_SPREAD and "hurt" not in rep.conclusion
-    assert (
-        "the same in every seed, so no interval" in rep.conclusion and "n/a" not in rep.conclusion
-    )
+    assert "the same in every seed, so no interval" in rep.conclusion and "n/a" not in rep.conclusion
 
 
 def _falling(rng: np.random.Generator, seeds: int, epochs: int, kind: str, together: float = 0.0):
@@ -456,30 +384,14 @@ def _falling(rng: np.random.Generator, seeds: int, epochs: int, kind: str, toget
     curve's own deviations to the synthetic one, so the two move together epoch to epoch."""
     e = np.arange(epochs)
     if kind == "rate":
-        real = (
-            0.08 * np.exp(-e / rng.uniform(1, 3, (seeds, 1)))
-            + 0.03
-            + rng.normal(0, 0.002, (seeds, epochs))
-        )
-        syn = (
-            0.15 * np.exp(-e / rng.uniform(1, 4, (seeds, 1)))
-            + 0.05
-            + rng.normal(0, 0.005, (seeds, epochs))
-        )
+        real = 0.08 * np.exp(-e / rng.uniform(1, 3, (seeds, 1))) + 0.03 + rng.normal(0, 0.002, (seeds, epochs))
+        syn = 0.15 * np.exp(-e / rng.uniform(1, 4, (seeds, 1))) + 0.05 + rng.normal(0, 0.005, (seeds, epochs))
     else:
         walk = kind == "walk"
         noise_r = rng.normal(0, 0.003, (seeds, epochs))
         noise_s = rng.normal(0, 0.01, (seeds, epochs))
-        real = (
-            0.08 * np.exp(-e / 1.5)
-            + 0.03
-            + (np.cumsum(noise_r, 1) if walk else noise_r + rng.normal(0, 0.004, (seeds, 1)))
-        )
-        syn = (
-            0.15 * np.exp(-e / 3)
-            + 0.05
-            + (np.cumsum(noise_s, 1) if walk else noise_s + rng.normal(0, 0.02, (seeds, 1)))
-        )
+        real = 0.08 * np.exp(-e / 1.5) + 0.03 + (np.cumsum(noise_r, 1) if walk else noise_r + rng.normal(0, 0.004, (seeds, 1)))
+        syn = 0.15 * np.exp(-e / 3) + 0.05 + (np.cumsum(noise_s, 1) if walk else noise_s + rng.normal(0, 0.02, (seeds, 1)))
     syn = syn + together * (real - real.mean(0))
     return real.tolist(), syn.tolist()
 
@@ -514,10 +426,7 @@ def test_tracking_known_answers() -> None:
     assert got["low"] == pytest.approx(np.tanh(np.arctanh(got["r"]) - half))
     assert got["high"] == pytest.approx(np.tanh(np.arctanh(got["r"]) + half))
     # too few seeds or epochs: no interval, "cannot tell"
-    for few in (
-        tracking_correlation(real[:2], syn[:2]),
-        tracking_correlation([c[:1] for c in real], [c[:1] for c in syn]),
-    ):
+    for few in (tracking_correlation(real[:2], syn[:2]), tracking_correlation([c[:1] for c in real], [c[:1] for c in syn])):
         assert few["verdict"].startswith("cannot tell") and math.isnan(few["low"])
     assert tracking_correlation(real[:2], syn[:2])["verdict"] == "cannot tell: 2 seeds, 3 needed"
 
@@ -555,19 +464,9 @@ def test_curves_that_move_together_track(kind: str) -> None:
 
 
 def _fake(arm: str, seed: int, errs: list[float]) -> sh.RunResult:
-    rows = [
-        {
-            "arm": arm,
-            "seed": seed,
-            "epoch": i + 1,
-            "test_error": e,
-            "synthetic_test_error": e + 0.01,
-            "train_loss": e,
-            "seconds": 2.0 if arm == "shadow" else 1.0,
-            "wall_seconds": float(i),
-        }
-        for i, e in enumerate(errs)
-    ]
+    rows = [{"arm": arm, "seed": seed, "epoch": i + 1, "test_error": e, "synthetic_test_error": e + 0.01,
+             "train_loss": e, "seconds": 2.0 if arm == "shadow" else 1.0, "wall_seconds": float(i)}
+            for i, e in enumerate(errs)]
     return sh.RunResult(sh.Arm(arm), seed, rows, nn.Linear(1, 1), "none")
 
 
@@ -576,11 +475,7 @@ def test_summarise_says_plainly_whether_shadow_helped() -> None:
     helped += [_fake("shadow", s, [0.4, 0.2, 0.10 + 0.012 * s]) for s in range(3)]
     rep = sh.summarise(helped, settings={}, data={}, model={})
     final = next(c for c in rep.comparisons if c["metric"] == "final test error")
-    assert (
-        final["verdict"] == "helped"
-        and final["high"] < 0
-        and final["cost_ratio"] == pytest.approx(2.0)
-    )
+    assert final["verdict"] == "helped" and final["high"] < 0 and final["cost_ratio"] == pytest.approx(2.0)
     assert "SHADOW helped" in rep.conclusion
     assert rep.tracking["per_arm_r"]["shadow"] == pytest.approx(1.0)
     same = [_fake("baseline", s, [0.5, 0.3, 0.2 + 0.01 * s]) for s in range(3)]
@@ -601,19 +496,9 @@ def test_errors_are_netprobe_errors() -> None:
 # --- cost, grammar, streams (issue items 10 and 17; one seed mixer) -------------------------
 
 
-def _timed(
-    arm: str, walls: list[float], cpus: list[float] | None, examples: int = 100
-) -> list[dict]:
-    return [
-        {
-            "arm": arm,
-            "epoch": i + 1,
-            "examples": examples,
-            "seconds": w,
-            **({"cpu_seconds": cpus[i]} if cpus is not None else {}),
-        }
-        for i, w in enumerate(walls)
-    ]
+def _timed(arm: str, walls: list[float], cpus: list[float] | None, examples: int = 100) -> list[dict]:
+    return [{"arm": arm, "epoch": i + 1, "examples": examples, "seconds": w,
+             **({"cpu_seconds": cpus[i]} if cpus is not None else {})} for i, w in enumerate(walls)]
 
 
 def test_cost_ratio_known_answers_on_synthetic_timings() -> None:
@@ -624,15 +509,11 @@ def test_cost_ratio_known_answers_on_synthetic_timings() -> None:
     assert busy["ratio"] == pytest.approx(2.0) and busy["basis"] == "cpu_seconds"
     assert busy["wall_ratio"] == pytest.approx(2.2 / 18.9) and busy["rough"]
     assert "the wall-clock ratio was 0.12x" in busy["caveat"] and "rough" in busy["caveat"]
-    quiet = sh.cost_ratio(
-        _timed("shadow", [2.1, 2.0, 2.2], [2.0, 2.0, 2.0]),
-        _timed("baseline", [1.0, 1.1, 1.0], [1.0, 1.0, 1.0]),
-    )
+    quiet = sh.cost_ratio(_timed("shadow", [2.1, 2.0, 2.2], [2.0, 2.0, 2.0]),
+                          _timed("baseline", [1.0, 1.1, 1.0], [1.0, 1.0, 1.0]))
     assert quiet["ratio"] == pytest.approx(2.0) and not quiet["rough"] and "caveat" not in quiet
     # per example: an arm that saw twice the examples per epoch at the same time costs half
-    assert sh.cost_ratio(_timed("s", [2.0], [2.0], 200), _timed("b", [1.0], [1.0], 100))[
-        "ratio"
-    ] == pytest.approx(1.0)
+    assert sh.cost_ratio(_timed("s", [2.0], [2.0], 200), _timed("b", [1.0], [1.0], 100))["ratio"] == pytest.approx(1.0)
     # wall basis (GPU runs) or rows without CPU times: the median ignores one slow epoch...
     wall = sh.cost_ratio(_timed("s", [3.0, 3.0, 30.0], None), _timed("b", [1.0, 1.5, 1.0], None))
     assert wall["basis"] == "seconds" and wall["ratio"] == pytest.approx(3.0)
@@ -659,12 +540,8 @@ def test_one_seed_conclusion_reads_without_nested_parentheses_or_bad_plurals() -
     assert _nesting(rep.conclusion) <= 1 and all(_nesting(n) <= 1 for n in rep.notes)
     assert "1 seeds" not in text and "seed(s)" not in text and "1 epochs" not in text
     assert rep.notes[0].startswith("Only 1 seed:")
-    two = sh.summarise(
-        [*one, _fake("baseline", 1, [0.5, 0.3, 0.2]), _fake("shadow", 1, [0.4, 0.3, 0.1])],
-        settings={},
-        data={},
-        model={},
-    )
+    two = sh.summarise([*one, _fake("baseline", 1, [0.5, 0.3, 0.2]), _fake("shadow", 1, [0.4, 0.3, 0.1])],
+                       settings={}, data={}, model={})
     assert "2 seeds)" in two.conclusion and _nesting(two.conclusion) <= 1
     assert [sh.plural(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]
     # the terminal table too (issue 13 item 7: "1 seed(s) per arm")
@@ -700,28 +577,18 @@ def test_the_synthetic_test_set_of_each_epoch_comes_from_seeds_derive_seed() -> 
     from netprobe.seeds import derive_seed
 
     data, _, settings, res = tiny_experiment("shadow", epochs=1, seeds=(3,))
-    want, _ = sh.synthetic_error(
-        res[0].model,
-        data.normalised(data.test.x),
-        data.test.y,
-        settings,
-        derive_seed(3, 17, 1),
-        512,
-    )
+    want, _ = sh.synthetic_error(res[0].model, data.normalised(data.test.x), data.test.y, settings,
+                                 derive_seed(3, 17, 1), 512)
     assert res[0].rows[-1]["synthetic_test_error"] == want
 
 
 def test_resume_cannot_lengthen_a_cosine_schedule(tmp_path) -> None:
     import json
 
-    (tmp_path / "settings.json").write_text(
-        json.dumps({"options": sh.ShadowOptions(schedule="cosine").to_dict()})
-    )
+    (tmp_path / "settings.json").write_text(json.dumps({"options": sh.ShadowOptions(schedule="cosine").to_dict()}))
     with pytest.raises(OptionError, match="--schedule cosine"):
         sh.resumed_options(tmp_path, {"epochs": 5})
-    opts, saved = sh.resumed_options(
-        tmp_path, {"epochs": 3, "seeds": [2, 1, 0]}
-    )  # the saved 3 epochs, seeds 0,1,2
+    opts, saved = sh.resumed_options(tmp_path, {"epochs": 3, "seeds": [2, 1, 0]})  # the saved 3 epochs, seeds 0,1,2
     assert opts == saved
 
 
@@ -740,32 +607,14 @@ def test_shadow_train_library_call_returns_a_report_that_writes_its_files(tmp_pa
     lines: list[str] = []
     seen: list[tuple[int, int]] = []
     run = tmp_path / "run"
-    rep = netprobe.shadow_train(
-        train_size=32,
-        test_size=16,
-        epochs=1,
-        seeds=[0],
-        batch_size=16,
-        grid=2,
-        output=run,
-        device="cpu",
-        log=lines.append,
-        progress=lambda done, total, label: seen.append((done, total)),
-    )
+    rep = netprobe.shadow_train(train_size=32, test_size=16, epochs=1, seeds=[0], batch_size=16, grid=2,
+                                output=run, device="cpu", log=lines.append,
+                                progress=lambda done, total, label: seen.append((done, total)))
     assert isinstance(rep, Report) and isinstance(rep, sh.ShadowReport)
     assert (run / "settings.json").is_file() and (run / "checkpoints" / "shadow-seed0").is_dir()
     names = rep.write(run)  # the run's own folder, as a path
-    assert {
-        "history.csv",
-        "report.json",
-        "report.md",
-        "models/shadow-seed0.pt",
-        "synthetic_grid.png",
-    } <= set(names)
+    assert {"history.csv", "report.json", "report.md", "models/shadow-seed0.pt", "synthetic_grid.png"} <= set(names)
     assert all((run / n).is_file() for n in names)
     assert rep.headline()["conclusion"] == rep.conclusion and rep.to_frame().shape[0] == 2
     assert rep.provenance["arch"] == "digitnet" and rep.options["epochs"] == 1
-    assert any("shadow seed 0: test error" in ln for ln in lines) and seen[-1] == (
-        4,
-        4,
-    )  # 2 runs x 2 steps
+    assert any("shadow seed 0: test error" in ln for ln in lines) and seen[-1] == (4, 4)  # 2 runs x 2 steps
