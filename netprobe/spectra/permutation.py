@@ -30,8 +30,8 @@ TW1_MEAN = -1.2065335745820
 TW1_SD = math.sqrt(1.6077810345810)
 
 
-#: populations up to this many entries are drawn from with numpy's own routine (which may
-#: build an index array of the population's size); larger ones block by block
+#: the block size of the block-by-block draw (populations above PERMUTE_MAX): numpy's own
+#: routine is used within a block, where an index array of the block's size is cheap
 ARANGE_MAX = 1 << 20
 #: populations up to this many entries are drawn as the head of one int32 permutation by
 #: torch (32 MB at most): 3-4x faster than numpy's int64 permutation or its choice, which
@@ -41,11 +41,12 @@ PERMUTE_MAX = 1 << 23
 
 def draw_indices(size: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """``k`` distinct indices below ``size``, uniformly at random and in random order (a
-    random permutation when ``k == size``), in memory proportional to ``k``.
+    random permutation when ``k == size``), in memory proportional to ``k`` (and at most
+    32 MB, an int32 permutation, for populations up to PERMUTE_MAX).
 
     numpy's ``choice(replace=False)`` builds an int64 index of the whole population when
     ``k`` is over 2% of it: 524 MB for a 32000 x 2048 embedding, twice the float32 matrix,
-    which set the peak memory of a streamed checkpoint. Above ARANGE_MAX the population is
+    which set the peak memory of a streamed checkpoint. Above PERMUTE_MAX the population is
     cut into blocks of at most ARANGE_MAX; how many of the ``k`` fall in each block is one
     multivariate hypergeometric draw, each block gives that many distinct indices, and the
     whole is shuffled. Exact: a uniformly random k-subset has hypergeometric block counts
