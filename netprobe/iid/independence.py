@@ -119,7 +119,7 @@ def _pairs_from_gram(G: np.ndarray, mu: np.ndarray, L: int) -> _Pairs | None:
     """The same from the Gram matrix of the vectors (only its upper triangle is read) and
     their means; None when centring would cancel too many digits."""
     U = np.triu(G)
-    C = U + np.triu(U, 1).T - L * np.outer(mu, mu)  # centred Gram, symmetric (p, p)
+    C = U - L * np.outer(mu, mu)  # centred Gram; only its upper triangle is read (_Pairs.of)
     d = np.diag(C).copy()
     if np.any(d <= 1e-3 * np.maximum(np.diag(U), 1e-300)):
         return None
