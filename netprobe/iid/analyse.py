@@ -232,7 +232,7 @@ def _powerlaw_step(
     flat = Wc.reshape(-1).float()
     take = shape[0] * shape[1]
     if take < flat.numel():
-        flat = flat[torch.from_numpy(draw_indices(flat.numel(), take, rng))]
+        flat = flat.index_select(0, torch.from_numpy(draw_indices(flat.numel(), take, rng)))
     shuffled = shuffled_eigenvalues(flat, shape, rng)
     return fit_powerlaw(ev, rng, shuffled)
 

@@ -58,22 +58,29 @@ def _candidates(n: int) -> np.ndarray:
 
 
 def fit_tail(x: np.ndarray) -> tuple[float, float, int, float]:
-    """(α, x_min, n_tail, KS) of the CSN fit to ascending positive ``x``."""
+    """(α, x_min, n_tail, KS) of the CSN fit to ascending positive ``x``: every candidate
+    x_min at once (a candidates x tail-length array; a loop over them took 2 ms a fit, and a
+    layer makes 62 fits)."""
     n = len(x)
     logx = np.log(x)
-    best = (math.nan, math.nan, 0, math.inf)
-    for i in _candidates(n):
-        nt = n - i
-        s = float(np.sum(logx[i:] - logx[i]))
-        if s <= 0:
-            continue
-        a = 1.0 + nt / s
-        cdf = 1.0 - np.exp((1.0 - a) * (logx[i:] - logx[i]))
-        j = np.arange(nt)
-        d = float(max(np.max(np.abs(j / nt - cdf)), np.max(np.abs((j + 1) / nt - cdf))))
-        if d < best[3]:
-            best = (float(a), float(x[i]), int(nt), d)
-    return best
+    starts = _candidates(n)  # descending: the smallest tail first, as ties are broken
+    nts = n - starts
+    suffix = np.concatenate([np.cumsum(logx[::-1])[::-1], [0.0]])  # sum of logx[i:]
+    s = suffix[starts] - nts * logx[starts]  # sum of ln(x / x_min) over each tail
+    ok = s > 0
+    a = np.where(ok, 1.0 + nts / np.where(ok, s, 1.0), np.nan)
+    j = np.arange(int(nts.max()), dtype=np.float64)
+    inside = j[None, :] < nts[:, None]
+    at = np.minimum(starts[:, None] + np.arange(len(j))[None, :], n - 1)
+    cdf = 1.0 - np.exp((1.0 - a[:, None]) * (logx[at] - logx[starts][:, None]))
+    below = np.abs(j[None, :] / nts[:, None] - cdf)
+    above = np.abs((j[None, :] + 1) / nts[:, None] - cdf)
+    d = np.where(inside, np.maximum(below, above), 0.0).max(axis=1)
+    d = np.where(ok, d, np.inf)
+    if not np.isfinite(d).any():
+        return (math.nan, math.nan, 0, math.inf)
+    c = int(np.argmin(d))  # the first of equal distances, as the candidates are ordered
+    return float(a[c]), float(x[starts[c]]), int(nts[c]), float(d[c])
 
 
 _Y = np.linspace(0.0, 120.0, 2401)  # the log-grid u = e^y of the truncated law's normaliser

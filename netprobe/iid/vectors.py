@@ -193,7 +193,7 @@ def _shuffled_min_p(
 
     r, c = shape
     idx = torch.from_numpy(draw_indices(len(values), r * c, rng))
-    Ws = values[idx].reshape(r, c)
+    Ws = values.index_select(0, idx).reshape(r, c)
     U, _, V = top_singular(Ws, smaller_gram(Ws).numpy(), m + offset, rng)
     _, _, pu, pv = _min_p(U[:, offset:], V[:, offset:])
     return float(min(pu.min(), pv.min()))

@@ -51,7 +51,11 @@ def draw_indices(size: int, k: int, rng: np.random.Generator) -> np.ndarray:
     multivariate hypergeometric draw, each block gives that many distinct indices, and the
     whole is shuffled. Exact: a uniformly random k-subset has hypergeometric block counts
     and, given them, uniform subsets within the blocks. Populations up to PERMUTE_MAX take
-    the first ``k`` of one random permutation (int32; seeded from ``rng``)."""
+    the first ``k`` of one random permutation (int32; seeded from ``rng``).
+
+    Callers gather with ``values.index_select(0, idx)``: on a CPU, advanced indexing
+    (``values[idx]``) took ten times as long (16.7 ms against 1.6 ms for 884,736 float32
+    entries and an int32 index), and it ran once per shuffled draw."""
     if size <= PERMUTE_MAX:
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         return torch.randperm(size, generator=g, dtype=torch.int32)[: min(k, size)].numpy()
@@ -79,7 +83,7 @@ def shuffled_eigenvalues(
     # a reduced shape draws its m*n entries directly: permuting all of a 4096 x 14336
     # layer's 59M entries to keep the first million took 4 s a draw, the draw itself 0.1 s
     idx = torch.from_numpy(draw_indices(len(values), m * n, rng))
-    G = smaller_gram(values[idx].reshape(m, n), torch.float32)
+    G = smaller_gram(values.index_select(0, idx).reshape(m, n), torch.float32)
     return np.clip(torch.linalg.eigvalsh(G, UPLO="U").double().cpu().numpy(), 0.0, None)
 
 
@@ -96,7 +100,8 @@ def shuffled_lambda_max(
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
     vals = values.detach().cpu()
     small = torch.int32 if len(vals) < 2**31 else torch.int64  # half the index's memory
-    A = vals[torch.randperm(len(vals), generator=g, dtype=small)[: m * n]].reshape(m, n).numpy()
+    perm = torch.randperm(len(vals), generator=g, dtype=small)[: m * n]
+    A = vals.index_select(0, perm).reshape(m, n).numpy()
     k = min(m, n)
 
     def gram(v: np.ndarray) -> np.ndarray:
