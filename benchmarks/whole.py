@@ -69,9 +69,9 @@ from netprobe.iid import randomness
 import scipy.special, scipy.linalg
 t0 = time.perf_counter()
 if len(sys.argv) > 2:  # a model file (EfficientNet-Lite0)
-    rep = randomness(sys.argv[2], figures=False)
-else:
-    rep = randomness("alexnet", weights_file=sys.argv[1], figures=False)
+    rep = randomness(sys.argv[2], figures=False, threads=1)
+else:  # threads=1 reaches scipy's OpenBLAS too, as --threads 1 does
+    rep = randomness("alexnet", weights_file=sys.argv[1], figures=False, threads=1)
 print("ANALYSIS " + json.dumps(time.perf_counter() - t0))
 """
 

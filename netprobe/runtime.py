@@ -46,6 +46,9 @@ def check_threads(threads: int | None) -> None:
         raise OptionError(f"--threads {threads}: must be at least 1", hint="e.g. --threads 2")
 
 
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 @contextlib.contextmanager
 def cpu_threads(threads: int | None) -> Iterator[None]:
     """Limit torch's and the BLAS libraries' CPU threads (scipy's syrk, numpy's products)
@@ -57,6 +60,11 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
     import torch
 
     torch.set_num_threads(threads)
+    # threadpoolctl limits the BLAS libraries already loaded; one loaded inside the block
+    # (scipy's own OpenBLAS, with the first scipy.linalg import) starts with the thread count
+    # its environment variable gives: without it, AlexNet's syrk ran on 2 threads at --threads 1
+    env = {k: os.environ.get(k) for k in BLAS_THREAD_VARS}
+    os.environ.update({k: str(threads) for k in BLAS_THREAD_VARS})
     limit: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     try:
         from threadpoolctl import threadpool_limits
@@ -64,8 +72,15 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
         limit = threadpool_limits(limits=threads)
     except ImportError:
         pass
-    with limit:
-        yield
+    try:
+        with limit:
+            yield
+    finally:
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 # the most threads a default run takes: netprobe's matrices (at most a few thousand per side)
@@ -120,10 +135,13 @@ def choose_threads(threads: int | None) -> ThreadChoice:
 
 
 def apply_threads(threads: int) -> None:
-    """Set torch's and the BLAS libraries' thread counts for the rest of the process."""
+    """Set torch's and the BLAS libraries' thread counts for the rest of the process (and
+    its children): those loaded later too, through their environment variables
+    (:func:`cpu_threads`)."""
     import torch
 
     torch.set_num_threads(threads)
+    os.environ.update({k: str(threads) for k in BLAS_THREAD_VARS})
     try:
         from threadpoolctl import threadpool_limits
 

@@ -132,3 +132,25 @@ def test_layers_on_a_program_exported_with_a_static_batch_above_one_is_one_line(
     result = runner.invoke(app, ["layers", str(path)])
     assert result.exit_code == 2, (result.exit_code, result.stderr)
     assert "batch size it was exported with" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_command_exit_keeps_codes_and_output_without_teardown(tmp_path: Path) -> None:
+    """Once torch is loaded the command ends with os._exit (unloading torch took 0.75 s of
+    every command): the output is still complete, files written, and the exit code the
+    documented one."""
+    out = tmp_path / "run"
+    ok = subprocess.run(
+        [sys.executable, "-m", "netprobe", "randomness", "--no-figures", "--format", "json"]
+        + ["-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["verdict"]  # stdout flushed before the exit
+    assert json.loads((out / "run.json").read_text())["command"] == "randomness"
+    bad = subprocess.run(
+        [sys.executable, "-m", "netprobe", "layers", str(tmp_path / "missing.pt")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 3 and "missing.pt: no such file" in bad.stderr, (bad.returncode, bad.stderr)

@@ -24,12 +24,13 @@ PLOTTING = ("matplotlib", "pandas")
 
 PROBE = textwrap.dedent(
     """
-    import json, runpy, sys
+    import json, sys
     argv = json.loads(sys.argv[1])
     sys.argv = ["netprobe", *argv]
     code = 0
-    try:
-        runpy.run_module("netprobe", run_name="__main__")
+    try:  # the Typer app, not cli.main: main ends the process without returning here
+        from netprobe.cli import app
+        app()
     except SystemExit as e:
         code = e.code or 0
     print("MODULES " + json.dumps(sorted(sys.modules)), file=sys.stderr)

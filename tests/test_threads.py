@@ -54,3 +54,28 @@ def test_run_json_records_the_threads_used(tmp_path: Path) -> None:
     assert info["threads"]["threads"] >= 1
     assert info["threads"]["how"].startswith("default:")
     assert "CPU threads:" in proc.stderr
+
+
+def test_threads_reach_a_blas_library_loaded_later() -> None:
+    """threadpoolctl limits the BLAS libraries already loaded; scipy's own OpenBLAS loads with
+    the first scipy.linalg import, inside the analysis, and ran AlexNet's syrk on two threads
+    at --threads 1. Its thread count now comes from the environment cpu_threads sets."""
+    probe = (
+        "import os, json, torch\n"
+        "from netprobe.runtime import cpu_threads\n"
+        "before = os.environ.get('OPENBLAS_NUM_THREADS')\n"
+        "with cpu_threads(1):\n"
+        "    from scipy.linalg import blas\n"
+        "    from threadpoolctl import threadpool_info\n"
+        "    libs = [i for i in threadpool_info() if 'scipy_openblas-' in i['filepath']]\n"
+        "    inside = [i['num_threads'] for i in libs]\n"
+        "print(json.dumps([inside, before, os.environ.get('OPENBLAS_NUM_THREADS')]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
+    inside, before, after = json.loads(proc.stdout)
+    assert inside == [1]  # scipy's OpenBLAS, loaded inside the block, runs one thread
+    assert before is None and after is None  # the environment is as it was

@@ -547,6 +547,10 @@ def analyse_tensors(
             out.append(replace(res, dtype=dtype, block=wl.block, role=wl.role))
             done += 1
         del t  # release before the next read: memory bounded by the largest tensor
+        if own and isinstance(tensors, dict):
+            # loaded for this analysis alone: the mapping's reference goes too (AlexNet's
+            # centred 4096 x 9216 layer stayed resident through the next layer's peak)
+            tensors.pop(key, None)
     results: list[LayerResult] = []
     for key in order:
         if key in results_by_key:
