@@ -65,15 +65,10 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
     # its environment variable gives: without it, AlexNet's syrk ran on 2 threads at --threads 1
     env = {k: os.environ.get(k) for k in BLAS_THREAD_VARS}
     os.environ.update({k: str(threads) for k in BLAS_THREAD_VARS})
-    limit: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits
 
-        limit = threadpool_limits(limits=threads)
-    except ImportError:
-        pass
     try:
-        with limit:
+        with threadpool_limits(limits=threads):
             yield
     finally:
         for k, v in env.items():
@@ -142,9 +137,6 @@ def apply_threads(threads: int) -> None:
 
     torch.set_num_threads(threads)
     os.environ.update({k: str(threads) for k in BLAS_THREAD_VARS})
-    try:
-        from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits
 
-        threadpool_limits(limits=threads)
-    except ImportError:
-        pass
+    threadpool_limits(limits=threads)
