@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, cast
@@ -509,12 +510,12 @@ def analyse_tensors(
     # second key would be read already centred
     shared: set[int] = set()
     if own and not hasattr(tensors, "metas"):
-        ptrs = [
+        ptrs = Counter(
             v.untyped_storage().data_ptr()
             for v in tensors.values()
             if isinstance(v, torch.Tensor) and v.numel()
-        ]
-        shared = {p for p in ptrs if ptrs.count(p) > 1} if len(set(ptrs)) < len(ptrs) else set()
+        )
+        shared = {p for p, n in ptrs.items() if n > 1}
     read_bytes = 0
     if progress is not None:
         progress(0, len(wls), ProgressLabel(f"{len(to_read)} tensors to read", 0, total_bytes))

@@ -89,9 +89,9 @@ def _pairs_from_vectors(X: torch.Tensor) -> _Pairs:
     On a CPU with p <= L they come from X's Gram matrix and row means (_pairs_from_gram:
     no centred copy of X, a fifth of a shuffled draw's time) unless centring there would
     cancel too many digits."""
-    if X.device.type == "cpu" and X.shape[0] <= X.shape[1]:
-        from ..spectra import smaller_gram  # syrk: the upper triangle, half the flops
+    from ..spectra import smaller_gram  # syrk: the upper triangle, half the flops
 
+    if X.device.type == "cpu" and X.shape[0] <= X.shape[1]:
         Xf = X.float()
         G = smaller_gram(Xf).double().numpy()
         r = _pairs_from_gram(G, Xf.mean(dim=1, dtype=torch.float64).numpy(), int(X.shape[1]))
@@ -103,8 +103,6 @@ def _pairs_from_vectors(X: torch.Tensor) -> _Pairs:
     keep = norms > 0
     Xc = Xc[keep] / norms[keep, None]
     if Xc.device.type == "cpu" and Xc.shape[0] <= Xc.shape[1]:
-        from ..spectra import smaller_gram  # syrk: the upper triangle, half the flops
-
         return _Pairs.of(smaller_gram(Xc).numpy())
     return _Pairs.of((Xc @ Xc.T).cpu().numpy())  # (p, p)
 
