@@ -8,6 +8,7 @@ whole figure).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib
@@ -47,13 +48,16 @@ def _fixed_grid(fig: Figure, rows: int, cols: int, row_inches: float, top_inches
         wspace=0.22,
         hspace=0.75 / (row_inches - 0.75),
     )
-    return fig.subplots(rows, cols, squeeze=False)
+    # titles at a fixed height: the automatic position measures every tick label of the
+    # axes below the title (axes.titley set when the axes are made turns it off)
+    with matplotlib.rc_context({"axes.titley": 1.0}):
+        return fig.subplots(rows, cols, squeeze=False)
 
 
 def _light_axes(axes: Any) -> None:
-    """Few ticks, no log-axis minor ticks, titles at a fixed height: each tick is a set of
-    artists matplotlib builds and measures, and an automatic title position measures every
-    tick label below it (together most of a page's drawing time; docs/design.md, "Speed")."""
+    """Few ticks and no log-axis minor ticks: each tick is a set of artists matplotlib
+    builds and measures (with the title's automatic position, which :func:`_fixed_grid`
+    turns off, most of a page's drawing time; docs/design.md, "Speed")."""
     from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator
 
     for ax in axes:
@@ -64,7 +68,6 @@ def _light_axes(axes: Any) -> None:
             ax.yaxis.set_minor_locator(NullLocator())
         else:
             ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
-        ax.title.set_y(1.0)
 
 
 def _qq_points(z: Any, count: int = QQ_POINTS) -> tuple[Any, Any]:
@@ -83,18 +86,19 @@ def _qq_points(z: Any, count: int = QQ_POINTS) -> tuple[Any, Any]:
 
 
 def randomness_layer_grid(
-    layers: list[Any], refs: dict[str, Any] | None = None, title: str = ""
+    layers: list[Any],
+    reference: Callable[[Any, Any], Any] | None = None,
+    title: str = "",
 ) -> Figure:
     """One row per layer: the singular values of W / (sigma sqrt(N)) against the
     Marchenko–Pastur (quarter-circle when square) density and a same-shape Gaussian matrix;
     the entries' histogram on a log axis with the fitted Gaussian; a normal Q–Q plot.
-    ``layers`` are :class:`netprobe.iid.LayerResult`; ``refs`` maps a layer name to
-    its reference Gaussian singular values (same scale as the layer's)."""
+    ``layers`` are :class:`netprobe.iid.LayerResult`; ``reference(layer, bins)`` gives the
+    same-shape Gaussian matrix's density over those bins of the same axis, or None."""
     import math
 
     from .spectra import sv_pdf
 
-    refs = refs or {}
     rows = max(len(layers), 1)
     fig = new_figure(11.0, 2.3 * rows + (0.35 if title else 0.0), layout=None)
     axes = _fixed_grid(fig, rows, 3, row_inches=2.3, top_inches=0.95 if title else 0.55)
@@ -120,9 +124,8 @@ def randomness_layer_grid(
                 dens, _ = np.histogram(nodes, bins=bins, weights=w, density=True)
                 label = "W (SLQ)"
             ax_s.stairs(dens, bins, fill=True, color="#4c72b0", alpha=0.75, label=label)
-            ref = refs.get(layer.name)
-            if ref is not None:
-                ref_dens, _ = np.histogram(np.asarray(ref) / scale, bins=bins, density=True)
+            ref_dens = reference(layer, bins) if reference is not None else None
+            if ref_dens is not None:
                 ax_s.stairs(ref_dens, bins, color="0.35", label="Gaussian, same shape")
             xs = np.linspace(1e-4, hi, 400)
             ax_s.plot(
@@ -193,7 +196,9 @@ def randomness_summary(report: Any) -> Figure:
     def nlp(v: float) -> float:
         return -math.log10(max(v, 1e-300)) if math.isfinite(v) else math.nan
 
-    markers = {"entries": "o", "independence": "s", "spectrum": "^", "spikes": "D"}
+    # the verdict's tests (iid.verdict.TESTS); the Gaussian-entries test is not one of them
+    # and has no p-value here (its legend entry drew nothing)
+    markers = {"independence": "s", "spectrum": "^", "spikes": "D"}
     for t, mk in markers.items():
         ax_p.plot(
             idx,
@@ -210,8 +215,15 @@ def randomness_summary(report: Any) -> Figure:
         lw=1,
         label=f"structured (p < {report.thresholds.per_test:.3g})",
     )
-    ax_p.set_yscale("symlog", linthresh=2)
-    ax_p.set_ylim(bottom=0)
+    # symlog keeps p = 1e-300 and p = 0.5 on one axis; with nothing past 10 its only
+    # major tick was 0 and the top was labelled like 1.86706x10^0, so a linear axis there
+    heights = [nlp(p) for layer in layers for p in layer.pvalues.values()]
+    top = max([h for h in heights if math.isfinite(h)] + [-math.log10(report.thresholds.per_test)])
+    if top < 8:
+        ax_p.set_ylim(0, 1.25 * top)
+    else:
+        ax_p.set_yscale("symlog", linthresh=2)
+        ax_p.set_ylim(bottom=0)
     ax_p.set_ylabel("-log10 p")
     ax_p.legend(fontsize=7, ncol=5, frameon=False)
     import textwrap
@@ -222,6 +234,11 @@ def randomness_summary(report: Any) -> Figure:
     kurt = [layer.entries.kurtosis for layer in layers]
     ax_e.plot(idx, kurt, "o-", ms=3, label="excess kurtosis")
     ax_e.set_yscale("symlog", linthresh=1)
+    # at least -1.5..1.5, so 0 (a Gaussian's) and its neighbours are labelled: layers that
+    # all sit near one value (-1.2, uniform init) left the axis with no tick at all
+    lo, hi = ax_e.get_ylim()
+    ax_e.set_ylim(min(lo, -1.5), max(hi, 1.5))
+    ax_e.axhline(0.0, color="0.5", lw=0.8)
     ax_e.set_ylabel("excess kurtosis")
     ax2 = ax_e.twinx()
     ax2.plot(

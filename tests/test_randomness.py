@@ -218,6 +218,12 @@ def test_same_seed_same_result_and_a_different_seed_draws_differently() -> None:
     assert r1 is not None and r3 is not None
     np.testing.assert_array_equal(r1, r2)
     assert not np.array_equal(r1, r3)
+    # the figure's density comes from Sturm counts on the same draw: the same histogram
+    s = layer.spectrum
+    assert s is not None
+    bins = np.linspace(0.0, 1.05 * s.edge, 41)
+    want, _ = np.histogram(r1 / (s.sigma * np.sqrt(s.N)), bins=bins, density=True)
+    np.testing.assert_allclose(rd.reference_density(layer, bins, 0), want, rtol=1e-12)
 
 
 def test_known_answers_rank_one_plus_noise_is_structured_orthogonal_and_iid_are_not() -> None:

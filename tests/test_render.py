@@ -384,7 +384,7 @@ def test_figures_print_dollar_names_literally() -> None:
     report = analyse(lm, seed=0)
     figs = [
         randomness_summary(report),
-        randomness_layer_grid(report.analysed, {}, title=f"{report.model}: $\\frac"),
+        randomness_layer_grid(report.analysed, None, title=f"{report.model}: $\\frac"),
     ]
     for fig in figs:
         fig.savefig(io.BytesIO(), format="png", dpi=30)  # mathtext errors surface here

@@ -105,6 +105,18 @@ def test_laguerre_model_matches_gaussian_matrices() -> None:
     assert abs(real.mean() - (mu - 1.2065 * s)) < 0.1 * mu  # TW1 mean is -1.2065
 
 
+@pytest.mark.parametrize("k,n", [(2, 3), (30, 30), (40, 400), (300, 700)])
+def test_laguerre_counts_are_the_same_draws_eigenvalues_counted(k: int, n: int) -> None:
+    # Sturm counts at arbitrary edges (below, inside, above and beyond the spectrum) agree
+    # with counting the eigenvalues dsterf gives for the same seeded draw
+    ev = sp.laguerre_eigenvalues(k, n, np.random.default_rng(k + n))
+    edges = np.concatenate(
+        [[-1.0, 0.0], np.linspace(ev[0] * 0.5, ev[-1] * 1.2, 57), ev[[0, -1]] * 1.001]
+    )
+    counts = sp.laguerre_counts(k, n, np.random.default_rng(k + n), edges)
+    np.testing.assert_array_equal(counts, np.searchsorted(ev, edges))
+
+
 def test_spectrum_ks_pvalues_are_calibrated_for_gaussian_spectra() -> None:
     rng = np.random.default_rng(3)
     ps = []

@@ -24,7 +24,7 @@ from .independence import IndependenceStats
 from .lowrank import LowRank
 from .powerlaw import PowerLawFit
 from .spacing import SpacingStats
-from .spectrum import SpectrumStats, reference_singular_values
+from .spectrum import SpectrumStats, reference_density
 from .vectors import VectorStats
 from .verdict import RMT_TESTS, TESTS, Thresholds, headline_kind
 
@@ -387,6 +387,10 @@ class RandomnessReport:
         depth = write_depth(self, out)
         return [*names, "layers.csv", "report.json", "spectra.npz", "report.md", *depth]
 
+    def _reference(self, layer: LayerResult, bins: np.ndarray) -> np.ndarray | None:
+        """A layer page's same-shape Gaussian density over ``bins``, seeded by the run."""
+        return reference_density(layer, bins, self.seed)
+
     def _write_figures(self, out: OutputDir, names: list[str]) -> None:
         from ..plots import randomness_layer_grid, randomness_summary
 
@@ -395,9 +399,8 @@ class RandomnessReport:
         model = PurePath(self.model).name if "/" in self.model else self.model
         for name, page in zip(names[1:], range(0, len(done), LAYERS_PER_FIGURE), strict=True):
             chunk = done[page : page + LAYERS_PER_FIGURE]
-            refs = {x.name: reference_singular_values(x, self.seed) for x in chunk}
             title = f"{model}: layers {page + 1}-{page + len(chunk)}"
-            fig = randomness_layer_grid(chunk, refs, title=title)
+            fig = randomness_layer_grid(chunk, self._reference, title=title)
             out.write_figure(name, fig, dpi=self.dpi, tight=False)
 
 

@@ -339,3 +339,19 @@ def reference_singular_values(layer: Any, seed: int = 0) -> np.ndarray | None:
         return None
     rng = np.random.default_rng(np.random.SeedSequence([seed, s.k, s.N]))
     return np.sqrt(sp.laguerre_eigenvalues(s.k, s.N, rng)[::-1]) * s.sigma
+
+
+def reference_density(layer: Any, bins: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """The density over ``bins`` of singular value / (sigma sqrt(N)) (the layer figure's
+    axis) of the same-shape Gaussian matrix :func:`reference_singular_values` draws: the
+    same histogram, from Sturm counts on the same Laguerre draw at the bins' edges rather
+    than from its eigenvalues (ten times cheaper at 4096 a side). None as there."""
+    s = layer.spectrum
+    if s is None or s.k > sp.AUTO_EXACT_MAX_DIM:
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence([seed, s.k, s.N]))
+    edges = np.asarray(bins, dtype=np.float64)
+    # sv / (sigma sqrt(N)) = sqrt(lambda / N), lambda an eigenvalue of the N(0, 1) model
+    counts = np.diff(sp.laguerre_counts(s.k, s.N, rng, s.N * edges * edges))
+    inside = counts.sum()
+    return counts / (inside * np.diff(edges)) if inside else None
