@@ -96,7 +96,7 @@ done(seconds=time.perf_counter() - t0, layers=len(rep.analysed), verdict=rep.ver
 # timed apart: what they add to the rest of the analysis
 RMT_SHARE = """
 import importlib
-A = importlib.import_module("netprobe.iid.analyse")  # netprobe.iid.analyse is also a function name
+A = importlib.import_module("netprobe.iid.matrix")  # the per-matrix steps
 from netprobe.iid import randomness
 import scipy.special, scipy.linalg
 spent = [0.0]

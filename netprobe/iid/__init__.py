@@ -17,15 +17,7 @@ statistic tests, §5 how the verdicts are calibrated.
 
 from __future__ import annotations
 
-from .analyse import (
-    MIN_ENTRIES,
-    ProgressLabel,
-    analyse,
-    analyse_matrix,
-    analyse_tensors,
-    check_options,
-    randomness,
-)
+from .analyse import ProgressLabel, analyse, analyse_tensors, check_options, randomness
 from .entries import (
     ENTRY_SAMPLE,
     FIT_SAMPLE,
@@ -43,6 +35,7 @@ from .entries import (
     simulate_lilliefors_null,
 )
 from .independence import IndependenceStats, SideStats, expected_abs_r, independence_stats
+from .matrix import MIN_ENTRIES, analyse_matrix
 from .report import METHODS, LayerResult, RandomnessReport
 from .spectrum import (
     MIN_SPECTRUM_DIM,
