@@ -32,6 +32,11 @@ def plain(text: Any) -> str:
     return str(text).replace("$", r"\$")
 
 
+def _p(p: float) -> str:
+    """A p-value for a title: one that underflowed to 0 reads "< 1e-300", not "0"."""
+    return "< 1e-300" if p == 0 else f"{p:.2g}"
+
+
 # --- randomness --------------------------------------------------------------------------
 
 
@@ -136,7 +141,7 @@ def randomness_layer_grid(
                 label="quarter circle" if s.aspect == 1 else f"MP (λ={s.aspect:.2g})",
             )
             ax_s.axvline(s.edge, color="#c44e52", ls=":", lw=0.8)
-            ax_s.set_title(f"{tag}\nKS {s.ks:.3g} (p {s.ks_p:.2g}), spikes {s.spikes}", fontsize=8)
+            ax_s.set_title(f"{tag}\nKS {s.ks:.3g} (p {_p(s.ks_p)}), spikes {s.spikes}", fontsize=8)
             ax_s.set_xlabel("singular value / (σ√N)", fontsize=7)
             ax_s.legend(fontsize=6, frameon=False)
         else:
@@ -164,7 +169,7 @@ def randomness_layer_grid(
             ax_h.set_yscale("log")
             ax_h.set_ylim(bottom=0.5 / len(z))
             ax_h.set_title(
-                f"entries: kurtosis {e.kurtosis:.2g}, KS {e.ks:.3g} (p {e.ks_p:.2g}), best {e.best_fit}",
+                f"entries: kurtosis {e.kurtosis:.2g}, KS {e.ks:.3g} (p {_p(e.ks_p)}), best {e.best_fit}",
                 fontsize=8,
             )
             ax_h.set_xlabel("(w - mean) / std", fontsize=7)

@@ -391,3 +391,37 @@ def test_figures_print_dollar_names_literally() -> None:
     for fig in figs:
         texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
         assert any("w\\$x_{1" in t for t in texts)
+
+
+def test_summary_figure_axes_label_what_they_show() -> None:
+    """The summary's -log10 p axis is linear while every value is small (symlog left it
+    with one tick, 0, and a top label like 1.86706x10^0), its kurtosis axis always shows
+    0 (layers all near -1.2 had no tick), its p-value legend names the verdict's tests
+    only, and a p-value that underflowed reads "< 1e-300" in a layer page's title."""
+    import dataclasses
+    import math
+
+    from netprobe.iid import TESTS, analyse
+    from netprobe.plots import randomness_layer_grid, randomness_summary
+
+    g = torch.Generator().manual_seed(5)
+    net = nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 40))
+    with torch.no_grad():
+        for m in (net[0], net[2]):  # uniform entries: excess kurtosis -1.2
+            m.weight.copy_(torch.rand(m.weight.shape, generator=g) - 0.5)
+    report = analyse(ensure_loaded(net, input_shape=(64,)), seed=0)
+    fig = randomness_summary(report)
+    fig.savefig(io.BytesIO(), format="png", dpi=30)
+    ax_p, ax_e = fig.axes[0], fig.axes[1]
+    top = max(-math.log10(max(p, 1e-300)) for x in report.analysed for p in x.pvalues.values())
+    if top < 6:
+        assert ax_p.get_yscale() == "linear"
+    assert set(ax_p.get_legend_handles_labels()[1][:-1]) == set(TESTS)
+    lo, hi = ax_e.get_ylim()
+    assert lo <= -1.5 and hi >= 1.5
+    layer = report.analysed[0]
+    assert layer.entries is not None
+    zero = dataclasses.replace(layer, entries=dataclasses.replace(layer.entries, ks_p=0.0))
+    page = randomness_layer_grid([zero], None)
+    titles = [ax.get_title() for ax in page.axes]
+    assert any("(p < 1e-300)" in t for t in titles)
