@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -235,6 +236,10 @@ def main() -> None:
     for base in ("reconstruct", "randomness", "check"):  # layers takes no --threads
         if f"{base}_t1" in runs:
             L.append(f"  {base:12s} {sec(base):6.2f} s / {sec(base + '_t1'):6.2f} s = {sec(base) / sec(base + '_t1'):.2f}")
+    for base, folder in (("reconstruct", "rec"), ("randomness", "r")):  # what the default chose
+        chosen = [json.loads((tmp / f"{folder}{r}" / "run.json").read_text())["threads"]["how"]
+                  for r in range(args.rounds)]
+        L.append(f"  {base} default, by round: {'; '.join(chosen)}")
     if other is not None:
         L.append(f"before ({args.compare}) -> after (this checkout), CPU seconds [wall seconds]:")
         for name in before:
@@ -244,6 +249,7 @@ def main() -> None:
     print("\n".join(L))
     if args.json:
         args.json.write_text(json.dumps({k: [{**x, "stdout": ""} for x in v] for k, v in runs.items()}, indent=2))
+    shutil.rmtree(tmp, ignore_errors=True)  # the AlexNet weights and every run's files
 
 
 if __name__ == "__main__":
