@@ -18,11 +18,17 @@ generating, and the data-pipeline cost (the batches are gathered from in-memory 
 pipeline is one indexing op per batch and never starves the cores). The machine's load average
 is printed because other processes make every timing noisy.
 
+The whole process comes first: ``netprobe shadow-train`` exactly as a user runs it (default
+options: bundled digits, arms baseline and shadow, 3 seeds, 3 epochs, figures and checkpoints),
+its wall and CPU seconds beside what its own history.csv says the training epochs, the test
+evaluations and the synthetic-test tracking took; the rest is imports, data, figures and
+files (``--skip-whole`` leaves it out: it takes about two minutes).
+
 Epochs of the three kinds are interleaved (baseline, twice the examples, SHADOW, baseline, ...)
 and the ratio is taken between the per-kind medians, so drift in the machine's speed during the
 run hits all three alike.
 
-    python benchmarks/shadow_train.py [--examples 4000] [--batch-size 64] [--threads N] [--repeats 3]
+    python benchmarks/shadow_train.py [--examples 4000] [--batch-size 64] [--threads N] [--repeats 3] [--skip-whole]
 """
 
 from __future__ import annotations
@@ -70,13 +76,49 @@ def pipeline_seconds(data: sh.ExperimentData, batch: int) -> float:
     return time.perf_counter() - t0
 
 
+def whole_process() -> None:
+    """``netprobe shadow-train`` with default options as a fresh process, against its own
+    per-epoch timings (history.csv: training, test evaluation, synthetic-test tracking)."""
+    import csv
+    import json
+    import resource
+    import shutil
+    import subprocess
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix="netprobe-shadow-")) / "run"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "netprobe", "shadow-train", "-q", "-o", str(out)], check=True,
+                   stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    with (out / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    parts = {k: sum(float(r[k] or 0.0) for r in rows) for k in ("seconds", "eval_seconds", "tracking_seconds")}
+    arm = {a: sum(float(r["seconds"]) for r in rows if r["arm"] == a) for a in {r["arm"] for r in rows}}
+    threads = json.loads((out / "run.json").read_text())["threads"]["how"]
+    rest = wall - sum(parts.values())
+    print(f"whole process `netprobe shadow-train` (default options; threads: {threads}): {wall:.1f} s wall, "
+          f"{cpu:.1f} s CPU; training epochs {parts['seconds']:.1f} s, test evaluation {parts['eval_seconds']:.1f} s, "
+          f"synthetic-test tracking {parts['tracking_seconds']:.1f} s; the rest (imports, data, figures, files) "
+          f"{rest:.1f} s = {100 * rest / wall:.0f}%")
+    if "baseline" in arm and "shadow" in arm:
+        print(f"  in that run, SHADOW / baseline training time: {arm['shadow'] / arm['baseline']:.2f}x")
+    shutil.rmtree(out.parent, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=4000, help="training digits per epoch (max 4000)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--repeats", type=int, default=3, help="rounds of (baseline, twice the examples, SHADOW) epochs; medians are compared")
+    ap.add_argument("--skip-whole", action="store_true", help="no whole-process run of the CLI (about two minutes)")
     args = ap.parse_args()
+    if not args.skip_whole:
+        whole_process()
     if args.threads:
         torch.set_num_threads(args.threads)
     train, test, val, info = sh.load_splits(None, train_size=args.examples, test_size=100)
