@@ -11,6 +11,10 @@ that child only: the parent imports no torch, so nothing of it is carried across
   * ``netprobe --help``;
   * the bundled-net floor (``import torch`` + ``torch.load`` of the bundled checkpoint) against
     ``netprobe layers`` and ``netprobe reconstruct --layer all``;
+  * ``netprobe reconstruct alexnet --weights-file W --layer h5`` on 32 inputs (the bundled
+    photographs, mirrored and flipped) against its forward, generation, re-inference and
+    metric passes over every arm (the ``seconds`` run.json records), and the share of the
+    run its pixel metrics take;
   * AlexNet (torchvision architecture, random init, seed 0, saved with ``torch.save`` and
     passed by ``--weights-file``: there is no download): the floor (import torch, load, float32
     ``W Wᵀ`` + ``eigvalsh`` per layer) against ``netprobe randomness alexnet --weights-file W``
@@ -100,6 +104,11 @@ for i in range(int(sys.argv[3])):
           "fc1.weight": torch.randn(512, 1152, generator=g) * 0.03,
           "fc2.weight": torch.randn(10, 512, generator=g) * 0.04}
     torch.save(sd, f"{sys.argv[2]}/model_{i:02d}.pt")
+# 32 inputs for reconstruct: the 8 bundled photographs, each as it is, mirrored, flipped and
+# both (an .npz archive of (32, 256, 256, 3) uint8, as --inputs reads it)
+import numpy as np
+p = np.load(sys.argv[4])["x"]
+np.savez(sys.argv[5], x=np.concatenate([p, p[:, :, ::-1], p[:, ::-1], p[:, ::-1, ::-1]]))
 """
 
 
@@ -136,7 +145,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="netprobe-whole-"))
     (tmp / "zoo").mkdir()
     weights = tmp / "alexnet.pth"
-    subprocess.run([py, "-c", BUILD, str(weights), str(tmp / "zoo"), str(args.models)], check=True, env=env)
+    photos32 = tmp / "photos32.npz"
+    subprocess.run([py, "-c", BUILD, str(weights), str(tmp / "zoo"), str(args.models),
+                    str(ROOT / "netprobe" / "assets" / "photos.npz"), str(photos32)], check=True, env=env)
     np_ = [py, "-m", "netprobe"]
     alex = ["randomness", "alexnet", "--weights-file", str(weights), "-q", "--force"]
     cases: dict[str, Callable[[int], list[str]]] = {
@@ -146,6 +157,9 @@ def main() -> None:
         "reconstruct": lambda r: [*np_, "reconstruct", "--layer", "all", "-q", "--force", "-o", str(tmp / f"rec{r}")],
         "reconstruct_t1": lambda r: [*np_, "reconstruct", "--layer", "all", "-q", "--force", "--threads", "1",
                                      "-o", str(tmp / f"rec1{r}")],
+        "reconstruct_alexnet": lambda r: [*np_, "reconstruct", "alexnet", "--weights-file", str(weights),
+                                          "--layer", "h5", "--inputs", str(photos32), "-q", "--force",
+                                          "-o", str(tmp / f"reca{r}")],
         "floor_alexnet": lambda r: [py, "-c", FLOOR_ALEXNET, str(weights)],
         "randomness": lambda r: [*np_, *alex, "-o", str(tmp / f"r{r}")],
         "randomness_t1": lambda r: [*np_, *alex, "--threads", "1", "-o", str(tmp / f"r1{r}")],
@@ -198,6 +212,13 @@ def main() -> None:
     L.append(f"floor: import torch + load the bundled net {fb:6.2f} s")
     L.append(f"layers (bundled net)                 {sec('layers'):6.2f} s = {sec('layers') / fb:.2f}x floor (target <= 1.2x)")
     L.append(f"reconstruct --layer all (bundled)    {sec('reconstruct'):6.2f} s = {sec('reconstruct') / fb:.2f}x floor (target <= 2.5x)")
+    passes = [json.loads((tmp / f"reca{r}" / "run.json").read_text())["seconds"] for r in range(args.rounds)]
+    ra = sec("reconstruct_alexnet")
+    pa = statistics.median(x["passes"] for x in passes)
+    px = statistics.median(x["pixel_metrics"] for x in passes)
+    L.append(f"reconstruct AlexNet h5, 32 inputs {ra:6.2f} s = {ra / pa:.2f}x its forward, generation, re-inference "
+             f"and metric passes over every arm ({pa:.2f} s; target <= 1.5x); pixel metrics {px:.2f} s = "
+             f"{100 * px / ra:.1f}% of the run (target <= 10%)")
     fa = sec("floor_alexnet")
     r_ = sec("randomness_t1")
     L.append(f"AlexNet floor (import, load, Gram + eigvalsh per layer, 1 thread) {fa:6.2f} s")

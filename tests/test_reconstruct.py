@@ -89,6 +89,21 @@ def test_ssim_on_photographs_matches_the_direct_window() -> None:
     assert (fast > 0.5).all() and (fast < 1 - 1e-4).all()  # blurred: similar, not equal
 
 
+def test_ssim_in_chunks_equals_the_whole_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU batch goes through ssim in chunks (its temporaries fit in the heap): the same
+    values as one pass, with a per-sample data range and a scalar one."""
+    from netprobe.reconstruction import metrics as M
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(7, 3, 40, 36, generator=g)
+    y = (x + 0.2 * torch.randn(7, 3, 40, 36, generator=g)).clamp(0, 1)
+    rng = torch.linspace(0.5, 1.5, 7, dtype=torch.float64)
+    whole = [M.ssim(x, y, rng), M.ssim(x, y, 1.0)]
+    monkeypatch.setattr(M, "SSIM_CHUNK_BYTES", 2 * 5 * 3 * 40 * 36 * 4)  # two images a chunk
+    for got, want in zip([M.ssim(x, y, rng), M.ssim(x, y, 1.0)], whole, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_parse_floats() -> None:
     assert parse_floats("0.5, 0.25", "--mean") == (0.5, 0.25)
     assert parse_floats(None, "--mean") is None
@@ -174,6 +189,9 @@ def test_run_measures_every_arm_and_real_h_beats_random_h() -> None:
     head = rep.headline()  # what run.json records
     assert set(head["rel_err_scaled"]) == {"h1", "h2", "h3"} and len(head["headline"]) == 6
     assert len(head["random_h"]) == 3 and len(head["learned_structure"]) == 3
+    # timings go to run.json only (report.json stays byte-identical across runs)
+    secs = head["seconds"]
+    assert 0 < secs["pixel_metrics"] < secs["passes"] and "seconds" not in rep.to_dict()
     info = {i.name: i for i in rep.layers}
     assert (
         info["h2"].below == 1 and info["h2"].below_units == 32 * 14 * 14

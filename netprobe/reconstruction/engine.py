@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,14 +42,19 @@ RANDOM_H_OF = {"model": "random-h", "fresh-init": "fresh-random-h"}
 def permuted_weights(model: nn.Module, seed: int) -> nn.Module:
     """A copy of ``model`` whose every weight tensor (ndim >= 2) has its entries permuted
     at random: the same entry distribution per layer, no learned structure. Biases and
-    normalisation parameters are kept."""
+    normalisation parameters are kept.
+
+    The permutation is drawn as int32 where it fits (the same permutation as int64 from the
+    same generator, in about half the time) and applied with ``index_select`` (advanced
+    indexing took three times as long: 1.6 s against 0.5 s on AlexNet's 4096 x 9216 layer)."""
     net = copy.deepcopy(model)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in net.parameters():
             if p.ndim >= 2:
-                perm = torch.randperm(p.numel(), generator=g).to(p.device)
-                p.copy_(p.reshape(-1)[perm].view_as(p))
+                small = torch.int32 if p.numel() < 2**31 else torch.int64
+                perm = torch.randperm(p.numel(), generator=g, dtype=small).to(p.device)
+                p.copy_(p.reshape(-1).index_select(0, perm).view_as(p))
     return net
 
 
@@ -283,6 +289,7 @@ def run(
     batches = range(0, len(x), batch_size)
     total, done = len(nets) * len(batches) * len(layers), 0
     upto = max(h.index for h in layers)
+    t0 = time.perf_counter()
     for arm, net in nets.items():
         rn = ReverseNet(net, alpha=gen_scale, keep=gen_keep, unpool=unpool, seed=seed)
         if progress is not None:  # fitting α to a deep layer takes a while: say so
@@ -298,6 +305,7 @@ def run(
                 if progress is not None:
                     progress(done, total, f"{arm} {hl.name} (batch {b + 1}/{len(batches)})")
         notes.extend(n for n in sorted(rn.ctl.notes) if n not in notes)
+    seconds = {"passes": time.perf_counter() - t0, "pixel_metrics": state.pixel_seconds}
     arms = list(nets) + ([RANDOM_H_OF[a] for a in nets if a in RANDOM_H_OF] if controls else [])
     inits = sum(arm_of(key)[0] == "fresh-init" for key in nets)
     options = {
@@ -323,6 +331,7 @@ def run(
         notes=notes,
         images=state.images,
         tensors=state.tensors(x),
+        seconds=seconds,
     )
 
 
@@ -345,6 +354,7 @@ class _RunState:
     images: dict[str, np.ndarray] = field(default_factory=dict)
     infos: dict[int, LayerInfo] = field(default_factory=dict)
     saved: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    pixel_seconds: float = 0.0  # PSNR and SSIM (context only: they should stay cheap)
 
     def keep_tensor(self, key: str, t: torch.Tensor) -> None:
         if self.save_tensors:
@@ -425,7 +435,9 @@ class _RunState:
             if info.below_units
             else nan(len(h), h.device)
         )
+        t0 = time.perf_counter()
         out.update(pixel_metrics(x, xt, self.mean, self.std, pixels=self.pixels))
+        self.pixel_seconds += time.perf_counter() - t0
         if logits is not None and logits_x is not None:
             out["top1_agree"] = (logits.argmax(1) == logits_x.argmax(1)).double()
         else:

@@ -149,6 +149,9 @@ class ReconstructionReport:
     images: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     tensors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # save_tensors
     provenance: dict[str, Any] | None = None  # LoadedModel.provenance(), for run.json
+    # wall seconds of the passes over every arm (forward, α fit, generation, re-inference,
+    # metrics) and of the pixel metrics within them: in run.json (headline), not report.json
+    seconds: dict[str, float] = field(default_factory=dict)
 
     # -- tables ------------------------------------------------------------------------
 
@@ -371,6 +374,7 @@ class ReconstructionReport:
             "random_h": [c for c in self.comparisons if c["control"] == "random-h"],
             "learned_structure": self.learned_structure,
             "headline": self.headline_text(),
+            "seconds": self.seconds,
         }
 
     # -- documents ---------------------------------------------------------------------
