@@ -118,7 +118,7 @@ def test_controls_copy_and_never_touch_the_model() -> None:
     net = DigitNet(width=16)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     nets, notes = control_nets(net, net, seed=1)
-    fresh, perm = nets["fresh-init"], nets["permuted"]
+    fresh, perm = nets["fresh-init"](), nets["permuted"]()
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     w, wf, wp = net.features[0].weight, fresh.features[0].weight, perm.features[0].weight
     assert not torch.equal(w, wf) and not torch.equal(w, wp)
@@ -127,7 +127,7 @@ def test_controls_copy_and_never_touch_the_model() -> None:
     )  # same entries
     torch.testing.assert_close(perm.features[0].bias, net.features[0].bias)  # biases kept
     again, _ = control_nets(net, net, seed=1)
-    torch.testing.assert_close(again["fresh-init"].features[0].weight, wf)  # seeded
+    torch.testing.assert_close(again["fresh-init"]().features[0].weight, wf)  # seeded
     assert "reset_parameters" in notes[0]
     torch.testing.assert_close(
         permuted_weights(net, 5).features[0].weight, permuted_weights(net, 5).features[0].weight
@@ -140,14 +140,14 @@ def test_fresh_init_of_a_named_architecture_is_rebuilt_and_prepared_like_the_mod
     lm = load("resnet18", weights="none", seed=0)  # ReLU(inplace=True), train mode as built
     model = lm.module.eval()
     nets, notes = control_nets(lm, model, seed=0)
-    fresh = nets["fresh-init"]
+    fresh = nets["fresh-init"]()
     assert "fresh initialisation of resnet18" in notes[0]  # rebuilt with its own init scheme
     assert not fresh.training and not any(m.training for m in fresh.modules())
     assert all(not m.inplace for m in fresh.modules() if isinstance(m, nn.ReLU))
     p, q = next(model.parameters()), next(fresh.parameters())
     assert (p.device, p.dtype) == (q.device, q.dtype) and not torch.equal(p, q)
     again, _ = control_nets(lm, model, seed=0)
-    torch.testing.assert_close(next(again["fresh-init"].parameters()), q)
+    torch.testing.assert_close(next(again["fresh-init"]().parameters()), q)
 
 
 # --- the run ---------------------------------------------------------------------------------
