@@ -334,11 +334,21 @@ def reference_singular_values(layer: Any, seed: int = 0) -> np.ndarray | None:
     """Singular values of a same-shape Gaussian matrix with the layer's sigma (exact, from
     the Laguerre model), for figures; None when the layer has no spectrum or is huge.
     ``layer`` is a :class:`~netprobe.iid.LayerResult`."""
+    got = _reference_draw(layer, seed)
+    if got is None:
+        return None
+    s, rng = got
+    return np.sqrt(sp.laguerre_eigenvalues(s.k, s.N, rng)[::-1]) * s.sigma
+
+
+def _reference_draw(layer: Any, seed: int) -> tuple[SpectrumStats, np.random.Generator] | None:
+    """The layer's spectrum and the generator its reference Gaussian matrix is drawn from
+    (seeded by the run's seed and the shape); None without a spectrum or above the exact
+    route's size."""
     s = layer.spectrum
     if s is None or s.k > sp.AUTO_EXACT_MAX_DIM:
         return None
-    rng = np.random.default_rng(np.random.SeedSequence([seed, s.k, s.N]))
-    return np.sqrt(sp.laguerre_eigenvalues(s.k, s.N, rng)[::-1]) * s.sigma
+    return s, np.random.default_rng(np.random.SeedSequence([seed, s.k, s.N]))
 
 
 def reference_density(layer: Any, bins: np.ndarray, seed: int = 0) -> np.ndarray | None:
@@ -346,10 +356,10 @@ def reference_density(layer: Any, bins: np.ndarray, seed: int = 0) -> np.ndarray
     axis) of the same-shape Gaussian matrix :func:`reference_singular_values` draws: the
     same histogram, from Sturm counts on the same Laguerre draw at the bins' edges rather
     than from its eigenvalues (ten times cheaper at 4096 a side). None as there."""
-    s = layer.spectrum
-    if s is None or s.k > sp.AUTO_EXACT_MAX_DIM:
+    got = _reference_draw(layer, seed)
+    if got is None:
         return None
-    rng = np.random.default_rng(np.random.SeedSequence([seed, s.k, s.N]))
+    s, rng = got
     edges = np.asarray(bins, dtype=np.float64)
     # sv / (sigma sqrt(N)) = sqrt(lambda / N), lambda an eigenvalue of the N(0, 1) model
     counts = np.diff(sp.laguerre_counts(s.k, s.N, rng, s.N * edges * edges))
