@@ -394,7 +394,9 @@ class RandomnessReport:
     def _write_figures(self, out: OutputDir, names: list[str]) -> None:
         from ..plots import randomness_layer_grid, randomness_summary
 
-        out.write_figure(names[0], randomness_summary(self), dpi=self.dpi)
+        # laid out by the constrained layout, which keeps every label inside the figure: the
+        # tight bounding box would only trim a few pixels, at the cost of a second draw
+        out.write_figure(names[0], randomness_summary(self), dpi=self.dpi, tight=False)
         done = self.analysed
         model = PurePath(self.model).name if "/" in self.model else self.model
         for name, page in zip(names[1:], range(0, len(done), LAYERS_PER_FIGURE), strict=True):
