@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from netprobe.runtime import MAX_DEFAULT_THREADS, choose_threads, default_threads
+from netprobe.runtime import (
+    MAX_DEFAULT_THREADS,
+    choose_threads,
+    default_threads,
+    runnable_elsewhere,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +36,36 @@ def test_default_threads_takes_the_free_cores(cpus: int, load: float, expected: 
     got = default_threads(cpus=cpus, load=load)
     assert got.threads == expected
     assert f"{cpus} usable cores" in got.how
+
+
+@pytest.mark.parametrize(
+    ("running", "load", "expected"),
+    [
+        (0.0, 1.9, 2),  # a job that just finished still weighs on the load average
+        (1.0, 0.0, 1),  # a job that just started does not weigh on it yet
+        (0.3, 0.0, 2),
+        (1.6, 0.0, 1),
+    ],
+)
+def test_default_threads_go_by_what_runs_now(running: float, load: float, expected: int) -> None:
+    got = default_threads(cpus=2, load=load, running=running)
+    assert got.threads == expected
+    assert "other runnable tasks" in got.how
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs Linux /proc/stat")
+def test_a_busy_process_counts_as_runnable_elsewhere() -> None:
+    """A process spinning on a core is always runnable, so every reading counts it."""
+    burner = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)  # past its start-up
+        others = runnable_elsewhere()
+        assert others is not None and others >= 0.95
+    finally:
+        burner.kill()
+        burner.wait()
 
 
 def test_threads_option_wins() -> None:
@@ -79,3 +114,20 @@ def test_threads_reach_a_blas_library_loaded_later() -> None:
     inside, before, after = json.loads(proc.stdout)
     assert inside == [1]  # scipy's OpenBLAS, loaded inside the block, runs one thread
     assert before is None and after is None  # the environment is as it was
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "16"), ("20", "20")])
+def test_openblas_idle_threads_sleep_soon_unless_the_user_says(
+    given: str | None, expected: str
+) -> None:
+    """netprobe shortens OpenBLAS's idle spin (docs/design.md, "Speed") before any OpenBLAS
+    loads, and leaves a value the user set alone."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if given is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = given
+    env["PYTHONPATH"] = str(ROOT)
+    code = "import netprobe, os, sys; print(os.environ['OPENBLAS_THREAD_TIMEOUT'], 'numpy' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.split()
+    assert out == [expected, "False"]  # set before numpy (and its OpenBLAS) could load
