@@ -13,7 +13,8 @@ that child only: the parent imports no torch, so nothing of it is carried across
     ``netprobe layers`` and ``netprobe reconstruct --layer all``;
   * ``netprobe reconstruct alexnet --weights-file W --layer h5`` on 32 inputs (the bundled
     photographs, mirrored and flipped) against its forward, generation, re-inference and
-    metric passes over every arm (the ``seconds`` run.json records), and the share of the
+    metric passes over every arm plus the building of its control nets (the ``seconds``
+    run.json records; the target's measure), against the passes alone, and the share of the
     run its pixel metrics take;
   * AlexNet (torchvision architecture, random init, seed 0, saved with ``torch.save`` and
     passed by ``--weights-file``: there is no download): the floor (import torch, load, float32
@@ -222,9 +223,11 @@ def main() -> None:
     passes = [json.loads((tmp / f"reca{r}" / "run.json").read_text())["seconds"] for r in range(args.rounds)]
     ra = sec("reconstruct_alexnet")
     pa = statistics.median(x["passes"] for x in passes)
+    pc = statistics.median(x["passes"] + x["controls_built"] for x in passes)
     px = statistics.median(x["pixel_metrics"] for x in passes)
-    L.append(f"reconstruct AlexNet h5, 32 inputs {ra:6.2f} s = {ra / pa:.2f}x its forward, generation, re-inference "
-             f"and metric passes over every arm ({pa:.2f} s; target <= 1.5x); pixel metrics {px:.2f} s = "
+    L.append(f"reconstruct AlexNet h5, 32 inputs {ra:6.2f} s = {ra / pc:.2f}x its forward, generation, re-inference "
+             f"and metric passes over every arm plus building the controls ({pc:.2f} s; target <= 1.5x); "
+             f"{ra / pa:.2f}x the passes alone ({pa:.2f} s); pixel metrics {px:.2f} s = "
              f"{100 * px / ra:.1f}% of the run (target <= 10%)")
     fa = sec("floor_alexnet")
     r_ = sec("randomness_t1")
@@ -276,7 +279,9 @@ def main() -> None:
                      f"   peak RSS {max(float(x['rss_mb']) for x in before[name]):5.0f} -> {rss(name):5.0f} MB")  # type: ignore[arg-type]
     print("\n".join(L))
     if args.json:
-        args.json.write_text(json.dumps({k: [{**x, "stdout": ""} for x in v] for k, v in runs.items()}, indent=2))
+        out = {k: [{**x, "stdout": ""} for x in v] for k, v in runs.items()}
+        out["reconstruct_alexnet_seconds"] = passes  # run.json's passes, pixel metrics, controls
+        args.json.write_text(json.dumps(out, indent=2))
     shutil.rmtree(tmp, ignore_errors=True)  # the AlexNet weights and every run's files
 
 
