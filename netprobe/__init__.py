@@ -20,9 +20,10 @@ __version__ = "0.1.0"
 # (~0.1 s) after every call, read once when the library loads. netprobe alternates scipy's
 # BLAS (the syrk Gram) with torch's own thread pool many times a second (one shuffled draw
 # is a permutation, a syrk and an eigensolve), and the spinning workers took the cores
-# torch's threads were waiting for: at two threads on two cores a 256-side draw took 14 ms
-# instead of 0.8 ms, and AlexNet's randomness ran 27% slower than at one thread. 2^16 cycles
-# (tens of microseconds) keeps back-to-back calls warm. The user's own setting wins.
+# torch's threads were waiting for: at two threads on two cores a 256-side syrk + eigensolve
+# took 14 ms (0.8 ms with this setting, 0.5 ms at one thread), and AlexNet's randomness ran
+# 27% slower than at one thread. 2^16 cycles (tens of microseconds) keeps back-to-back calls
+# warm. The user's own setting wins.
 # docs/design.md, "Speed".
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
 
