@@ -150,7 +150,8 @@ class ReconstructionReport:
     tensors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # save_tensors
     provenance: dict[str, Any] | None = None  # LoadedModel.provenance(), for run.json
     # wall seconds of the passes over every arm (forward, α fit, generation, re-inference,
-    # metrics) and of the pixel metrics within them: in run.json (headline), not report.json
+    # metrics), of the pixel metrics within them and of building the control nets (outside
+    # the passes): in run.json (headline), not report.json
     seconds: dict[str, float] = field(default_factory=dict)
 
     # -- tables ------------------------------------------------------------------------
